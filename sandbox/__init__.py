@@ -1,0 +1,1 @@
+"""Isolated execution of untrusted Python code against tests, with structured results."""
