@@ -1,0 +1,116 @@
+"""The focal-DPO objective as small pure functions: chunked token log-probs, the DPO/IPO loss and the RPO NLL.
+
+Log-probs are computed from the last hidden states and the LM head weight, a chunk of positions at a time and
+only at the positions asked for, so the full `[batch, seq, vocab]` fp32 logits never exist. The backward pass
+recomputes each chunk's logits instead of keeping them (the same trade as activation checkpointing).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+DEFAULT_CHUNK_SIZE = 256
+
+
+class _ChunkedTokenLogps(torch.autograd.Function):
+    """log softmax(hidden @ weight.T)[target] for N positions, chunk by chunk; memory O(chunk * vocab)."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int):
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        # autocast would re-cast inside each chunk; do the one cast here and keep the softmax in fp32
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            w = weight.to(hidden.dtype)
+            for start in range(0, hidden.shape[0], chunk_size):
+                stop = start + chunk_size
+                logits = (hidden[start:stop] @ w.T).float()
+                picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
+                out[start:stop] = picked - torch.logsumexp(logits, dim=-1)
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.chunk_size = chunk_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        hidden, weight, targets = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.zeros_like(hidden) if need_hidden else None
+        grad_weight = (
+            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        )
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            w = weight.to(hidden.dtype)
+            for start in range(0, hidden.shape[0], ctx.chunk_size):
+                stop = start + ctx.chunk_size
+                h = hidden[start:stop]
+                g = grad_out[start:stop].float()
+                # d logp[t] / d logits = onehot(t) - softmax(logits)
+                dlogits = torch.softmax((h @ w.T).float(), dim=-1).mul_(-g[:, None])
+                dlogits[torch.arange(h.shape[0], device=h.device), targets[start:stop]] += g
+                dlogits = dlogits.to(hidden.dtype)
+                if need_hidden:
+                    grad_hidden[start:stop] = dlogits @ w
+                if need_weight:
+                    grad_weight += (dlogits.T @ h).float()
+        if need_weight:
+            grad_weight = grad_weight.to(weight.dtype)
+        return grad_hidden, grad_weight, None, None
+
+
+def chunked_token_logps(
+    hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> torch.Tensor:
+    """Log-prob of `targets[i]` under logits `hidden[i] @ weight.T`; hidden [N, H], weight [V, H] -> fp32 [N]."""
+    if hidden.shape[0] == 0:
+        return hidden.new_zeros(0, dtype=torch.float32) + 0 * hidden.sum()
+    return _ChunkedTokenLogps.apply(hidden, weight, targets, chunk_size)
+
+
+def logps(
+    hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    input_ids: torch.Tensor,
+    positions: torch.Tensor,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> torch.Tensor:
+    """Per-token log-probs of the next token, computed only where `positions` is True.
+
+    hidden: [B, T, H] last hidden states; input_ids: [B, T]; positions: bool [B, T-1], where column j is the
+    prediction of input_ids[:, j + 1] from hidden[:, j]. Returns fp32 [B, T-1], zero outside `positions`.
+    """
+    targets = input_ids[:, 1:][positions]
+    picked = chunked_token_logps(hidden[:, :-1][positions], lm_head_weight, targets, chunk_size)
+    out = torch.zeros(positions.shape, dtype=torch.float32, device=hidden.device)
+    return out.masked_scatter(positions, picked)
+
+
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair loss and rewards from weighted sequence log-probs K (paper Eq. 4-8).
+
+    sigmoid: -log sigmoid(beta * (dK+ - dK-)); ipo: (dK+ - dK- - 1 / (2 beta))^2, with dK = K_policy - K_ref.
+    Returns (losses, chosen_rewards, rejected_rewards); rewards are beta * dK, detached.
+    """
+    chosen_logratios = policy_chosen - ref_chosen
+    rejected_logratios = policy_rejected - ref_rejected
+    margin = chosen_logratios - rejected_logratios
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * margin)
+    elif loss_type == "ipo":
+        losses = (margin - 1.0 / (2.0 * beta)) ** 2
+    else:
+        raise ValueError(f"unknown loss type {loss_type!r}: use 'sigmoid' or 'ipo'")
+    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+def nll(token_logps: torch.Tensor, mask: torch.Tensor, num_tokens: int | None = None) -> torch.Tensor:
+    """Token-mean cross-entropy over `mask` (the RPO term); `num_tokens` overrides the count (a whole step's)."""
+    count = num_tokens if num_tokens is not None else int(mask.sum())
+    return -(token_logps * mask).sum() / max(count, 1)
