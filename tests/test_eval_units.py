@@ -140,6 +140,7 @@ PROSE_PROMPT = Problem("p", "Write a function f that doubles x.", "assert f(2) =
 def test_prompt_is_code_tells_code_prefixes_from_prose():
     assert prompt_is_code(CODE_PROMPT.prompt)
     assert not prompt_is_code(PROSE_PROMPT.prompt)
+    assert prompt_is_code("def add(a, b):\n"), "a bare signature awaits its body"
     assert not prompt_is_code("hello")  # parses as an expression, but is no code prefix
 
 

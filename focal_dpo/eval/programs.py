@@ -21,9 +21,15 @@ CHAT_CODE_INSTRUCTION = (
 @lru_cache(maxsize=4096)
 def prompt_is_code(prompt: str) -> bool:
     """True for a code prefix (HumanEval's signature + docstring), False for an instruction in prose."""
-    try:
-        tree = ast.parse(prompt)
-    except SyntaxError:
+    tree = None
+    # A bare signature ("def add(a, b):\n") is a code prefix too: it only lacks the body the model writes.
+    for candidate in (prompt, prompt.rstrip() + "\n    pass\n"):
+        try:
+            tree = ast.parse(candidate)
+            break
+        except SyntaxError:
+            continue
+    if tree is None:
         return False
     return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for node in tree.body)
 
