@@ -3,9 +3,35 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-_FENCE = re.compile(r"```[ \t]*(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)(?:```|\Z)", re.DOTALL)
-_PYTHON = {"python", "py", "python3"}
+# An opening fence: three or more backticks (or tildes) at the start of a line, then an optional language.
+_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.-]*)[^\n]*\n", re.MULTILINE)
+_PYTHON = {"python", "py", "python3", "py3"}
+
+
+@dataclass
+class FencedBlock:
+    language: str
+    start: int  # offset of the code's first character in the answer
+    end: int  # offset just past the code (the line break before the closing fence included)
+
+
+def fenced_blocks(text: str) -> list[FencedBlock]:
+    """Every fenced block of a Markdown answer, in order. An unclosed fence runs to the end (truncated answers)."""
+    blocks: list[FencedBlock] = []
+    position = 0
+    while (opening := _OPEN.search(text, position)) is not None:
+        fence = opening.group("fence")
+        # the closing fence uses the same character, at least as long, alone on its line
+        closing = re.compile(rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", re.MULTILINE)
+        close = closing.search(text, opening.end())
+        end = close.start() if close else len(text)
+        blocks.append(FencedBlock(opening.group("lang").lower(), opening.end(), end))
+        if close is None:
+            break
+        position = close.end()
+    return blocks
 
 
 def extract_code(text: str) -> tuple[str, int]:
@@ -14,9 +40,8 @@ def extract_code(text: str) -> tuple[str, int]:
     The first ```python fenced block wins, else the first fenced block of any language, else the whole text.
     An unclosed fence runs to the end of the text (truncated answers).
     """
-    blocks = list(_FENCE.finditer(text))
-    for wanted in (lambda m: m.group("lang").lower() in _PYTHON, lambda m: True):
-        for m in blocks:
-            if wanted(m):
-                return m.group("code"), m.start("code")
-    return text, 0
+    blocks = fenced_blocks(text)
+    chosen = next((b for b in blocks if b.language in _PYTHON), blocks[0] if blocks else None)
+    if chosen is None:
+        return text, 0
+    return text[chosen.start : chosen.end], chosen.start

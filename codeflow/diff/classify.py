@@ -1,0 +1,188 @@
+"""Decide what kind of edit a pair is: identical, comment-only, whitespace-only, rename-only or semantic."""
+
+from __future__ import annotations
+
+import ast
+
+from codeflow.diff.match import LeafMatch
+from codeflow.diff.parse import ParsedCode
+
+IDENTICAL = "identical"
+COMMENT_ONLY = "comment_only"
+WHITESPACE_ONLY = "whitespace_only"
+RENAME_ONLY = "rename_only"
+SEMANTIC = "semantic"
+KINDS = (SEMANTIC, COMMENT_ONLY, WHITESPACE_ONLY, RENAME_ONLY, IDENTICAL)
+
+# Leaves whose change can leave the program's AST unchanged: redundant parentheses, a trailing comma, quote
+# style, number spelling (0x10 / 16). Any other changed leaf makes the pair semantic without asking `ast`.
+_LAYOUT_LEAVES = frozenset(
+    {"(", ")", ",", ";", ":", "string_start", "string_content", "string_end", "integer", "float"}
+)
+
+
+def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
+    """The kind of the pair. Both sides are assumed to parse (`parse_ok`)."""
+    if before.text == after.text:
+        return IDENTICAL
+    if not match.before_changed and not match.after_changed:
+        return _non_code_kind(before, after)
+    changed_types = {before.keys[i][0] for i in match.before_changed}
+    changed_types.update(after.keys[i][0] for i in match.after_changed)
+    maybe_layout = changed_types <= _LAYOUT_LEAVES
+    # a rename keeps every leaf's type and depth; only identifier texts differ
+    maybe_rename = len(before.keys) == len(after.keys) and all(
+        kb[0] == ka[0] and kb[2] == ka[2] and (kb[1] == ka[1] or kb[0] == "identifier")
+        for kb, ka in zip(before.keys, after.keys, strict=True)
+    )
+    if not (maybe_layout or maybe_rename):
+        return SEMANTIC
+    before_dump = canonical_dump(before.text)
+    if before_dump is None:
+        return SEMANTIC
+    if before_dump == canonical_dump(after.text):
+        return _non_code_kind(before, after)
+    if maybe_rename and canonical_dump(before.text, True) == canonical_dump(after.text, True):
+        return RENAME_ONLY
+    return SEMANTIC
+
+
+def _non_code_kind(before: ParsedCode, after: ParsedCode) -> str:
+    return COMMENT_ONLY if before.trivia != after.trivia else WHITESPACE_ONLY
+
+
+def canonical_dump(text: str, rename_locals: bool = False) -> str | None:
+    """`ast.dump` without docstrings and, with `rename_locals`, with function locals renamed in first-use order.
+
+    First-use numbering makes the renaming one-to-one: `a - b` -> `b - a` gets different dumps.
+    None when Python cannot parse the text.
+    """
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
+        return None
+    _strip_docstrings(tree)
+    if rename_locals:
+        _LocalRenamer().visit(tree)
+    return ast.dump(tree)
+
+
+def _strip_docstrings(tree: ast.AST) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    del body[0]
+
+
+_FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def _bound_names(scope: ast.AST) -> set[str]:
+    """Names a function or comprehension binds itself (Python's local-variable rule), globals excluded."""
+    bound: set[str] = set()
+    declared_outside: set[str] = set()
+    if isinstance(scope, _FUNCTION_SCOPES):
+        a = scope.args
+        for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+            if arg is not None:
+                bound.add(arg.arg)
+        roots: list[ast.AST] = scope.body if isinstance(scope.body, list) else [scope.body]
+    elif isinstance(scope, ast.ClassDef):
+        roots = list(scope.body)
+    else:
+        roots = [g.target for g in scope.generators]  # type: ignore[attr-defined]
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            declared_outside.update(node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+            stack.extend(node.decorator_list)
+            continue  # its body is another scope
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.alias):
+            bound.add(node.asname or node.name.split(".")[0])
+        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+            bound.add(node.name)
+        elif isinstance(node, ast.MatchMapping) and node.rest:
+            bound.add(node.rest)
+        if isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return bound - declared_outside
+
+
+class _LocalRenamer(ast.NodeVisitor):
+    """Rename locals of functions, lambdas and comprehensions to <local0>, <local1>, ... in first-use order."""
+
+    def __init__(self) -> None:
+        # one frame per open scope: (scope id, names it binds, renamed?); class bodies bind names kept as they are
+        self.frames: list[tuple[int, set[str], bool]] = []
+        self.scopes_opened = 0
+        self.placeholders: dict[tuple[int, str], str] = {}
+
+    def _resolve(self, name: str) -> str:
+        innermost = len(self.frames) - 1
+        for index in range(innermost, -1, -1):
+            scope_id, names, renamed = self.frames[index]
+            if not renamed and index != innermost:
+                continue  # functions do not see the names of an enclosing class body
+            if name in names:
+                if not renamed:
+                    return name
+                key = (scope_id, name)
+                if key not in self.placeholders:
+                    self.placeholders[key] = f"<local{len(self.placeholders)}>"
+                return self.placeholders[key]
+        return name
+
+    def _scope(self, node: ast.AST, renamed: bool) -> None:
+        self.scopes_opened += 1
+        self.frames.append((self.scopes_opened, _bound_names(node), renamed))
+        self.generic_visit(node)
+        self.frames.pop()
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        node.name = self._resolve(node.name)
+        self._scope(node, True)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        node.name = self._resolve(node.name)
+        self._scope(node, False)
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._scope(node, True)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = visit_Lambda
+
+    def visit_Name(self, node: ast.Name) -> None:
+        node.id = self._resolve(node.id)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        node.arg = self._resolve(node.arg)
+        self.generic_visit(node)
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            node.name = self._resolve(node.name)
+        self.generic_visit(node)
+
+    def visit_alias(self, node: ast.alias) -> None:
+        if node.asname:
+            node.asname = self._resolve(node.asname)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            node.name = self._resolve(node.name)
+        self.generic_visit(node)
+
+    visit_MatchStar = visit_MatchAs

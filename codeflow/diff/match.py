@@ -1,0 +1,38 @@
+"""Match two leaf sequences with an exact longest common subsequence; report the leaves outside it."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Indel
+
+
+@dataclass
+class LeafMatch:
+    """Indices of the unmatched (changed) items on each side, in ascending order."""
+
+    before_changed: list[int]
+    after_changed: list[int]
+
+
+def match_sequences(before: Sequence[Hashable], after: Sequence[Hashable]) -> LeafMatch:
+    """Items of `before` and `after` that are outside one longest common subsequence.
+
+    rapidfuzz's Indel distance is an exact LCS (unlike difflib's autojunk, which skips frequent items on
+    sequences over 200 items). Keys are interned to small ints first: rapidfuzz hashes arbitrary objects
+    slower than ints.
+    """
+    if list(before) == list(after):
+        return LeafMatch([], [])
+    ids: dict[Hashable, int] = {}
+    a = [ids.setdefault(k, len(ids)) for k in before]
+    b = [ids.setdefault(k, len(ids)) for k in after]
+    before_changed: list[int] = []
+    after_changed: list[int] = []
+    for tag, a0, a1, b0, b1 in Indel.opcodes(a, b):
+        if tag == "equal":
+            continue
+        before_changed.extend(range(a0, a1))
+        after_changed.extend(range(b0, b1))
+    return LeafMatch(before_changed, after_changed)
