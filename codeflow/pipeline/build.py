@@ -1,0 +1,697 @@
+"""`codeflow build`: generate -> execute -> refine (loop) -> pair -> diff/filter -> decontaminate -> export.
+
+The generation loop runs iteration by iteration over all unfinished problems, so each round is one batch for
+the model and one for the sandbox. Everything a stage produces is committed to the run's database as it
+arrives; what a rerun finds there it does not redo, and no request whose answer is stored is sent again.
+The later stages are cheap and pure, so they are recomputed from the database on every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from codeflow.pipeline import decontam, filters, prompts
+from codeflow.pipeline.backends import LLMAnswer, LLMRequest, request_hash
+from codeflow.pipeline.db import RunDB, open_run_db
+from codeflow.pipeline.execute import Executor
+from codeflow.pipeline.export import FENCE_OPEN, fenced, write_pairs
+from codeflow.pipeline.problems import Problem, load_problems
+
+EXEC_CHUNK = 64  # attempts per sandbox batch (and per commit) inside one iteration
+# Settings that decide the model's answers: a run directory cannot be resumed with different ones.
+GENERATION_KEYS = ("llm", "model", "seed", "temperature", "max_new_tokens")
+REQUEST_LOG_ENV = "CODEFLOW_REQUEST_LOG"  # append each request hash before it is sent (audit, tests)
+
+
+@dataclass
+class BuildConfig:
+    problems: str
+    out: str
+    llm: str = "simulate"
+    model: str = ""
+    base_url: str = "http://localhost:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    request_timeout_s: float = 120.0
+    max_retries: int = 6
+    rpm: float | None = None
+    temperature: float = 0.2
+    max_new_tokens: int = 2048
+    max_iterations: int = 5
+    negative: str = "random"
+    seed: int = 0
+    granularity: str = "statement"
+    max_diff_lines: int = 20
+    max_tokens: int = 2048
+    tokenizer: str | None = None
+    judge: bool = False
+    decontam: list[str] = field(default_factory=list)
+    ngram: int = 13
+    no_humaneval: bool = False
+    strict: bool = False
+    workers: int | None = None
+    exec_timeout_s: float = 10.0
+    memory_mb: int = 1024
+    progress: bool = True
+
+
+class BuildError(RuntimeError):
+    """A build that cannot start or continue; the message says what to change."""
+
+
+@dataclass
+class Timings:
+    """Wall seconds per part of the run, for `stats` and the benchmark."""
+
+    backend: float = 0.0
+    sandbox: float = 0.0
+    diff: float = 0.0
+
+    def add(self, part: str, seconds: float) -> None:
+        setattr(self, part, getattr(self, part) + seconds)
+
+
+class Progress:
+    """A tqdm bar per stage on stderr, with live counts; silent when disabled."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def bar(self, desc: str, total: int):
+        if not self.enabled:
+            return _NullBar()
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="pb", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+
+class _NullBar:
+    n = 0
+
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, *a, **k) -> None: ...
+    def close(self) -> None: ...
+
+
+# -- the generation loop ----------------------------------------------------------------------------------
+
+
+def make_backend(config: BuildConfig, problems: dict[str, Problem], executor: Executor):
+    from codeflow.pipeline import backends
+
+    if config.llm == "simulate":
+        return backends.SimulateBackend(problems, config.seed, executor.fails)
+    if not config.model:
+        raise BuildError(f"--llm {config.llm} needs --model")
+    if config.llm == "openai":
+        from codeflow.llm import OpenAIClient
+
+        client = OpenAIClient(
+            config.base_url,
+            config.model,
+            api_key_env=config.api_key_env,
+            concurrency=config.concurrency,
+            timeout_s=config.request_timeout_s,
+            max_retries=config.max_retries,
+            rpm=config.rpm,
+        )
+        return backends.OpenAIBackend(client, config.max_new_tokens, config.temperature, config.seed)
+    if config.llm == "transformers":
+        from codeflow.llm import TransformersBackend
+
+        return backends.TransformersBackend(
+            TransformersBackend(config.model), config.max_new_tokens, config.temperature, config.seed
+        )
+    raise BuildError(f"unknown --llm {config.llm!r}: choose simulate, openai or transformers")
+
+
+def skip_reason(config: BuildConfig, problem: Problem) -> str | None:
+    if config.llm == "simulate" and not (problem.solution and problem.tests):
+        return "the simulate backend needs a reference solution and tests"
+    return None
+
+
+@dataclass
+class ProblemState:
+    """What the database says about one problem's trajectory so far."""
+
+    attempts: list[dict]  # rows of the attempts table, by iteration
+
+    @property
+    def next_iteration(self) -> int:
+        return len(self.attempts)
+
+    @property
+    def last(self) -> dict | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def frozen_tests(self) -> str | list[dict] | None:
+        for a in self.attempts:
+            if a["tests"] is not None:
+                return json.loads(a["tests"])
+        return None
+
+    @property
+    def finished(self) -> bool:
+        last = self.last
+        return last is not None and last["status"] == "passed"
+
+    @property
+    def unexecuted(self) -> bool:
+        last = self.last
+        return last is not None and last["answer_kind"] == "code" and last["status"] is None
+
+
+def load_states(db: RunDB) -> dict[str, ProblemState]:
+    states: dict[str, ProblemState] = {}
+    for row in db.query("SELECT * FROM attempts ORDER BY problem_id, iteration"):
+        states.setdefault(row["problem_id"], ProblemState([])).attempts.append(dict(row))
+    return states
+
+
+def next_request(problem: Problem, state: ProblemState) -> LLMRequest:
+    """Generation for the first attempt (or while no tests exist yet), refinement after a failure."""
+    it = state.next_iteration
+    tests = problem.tests or state.frozen_tests
+    last = state.last
+    if last is None:
+        return LLMRequest("generate", problem.id, 0, prompts.generation_messages(problem))
+    feedback = prompts.feedback_text(
+        last["answer_kind"],
+        last["status"],
+        last["error_type"],
+        last["failing_test"],
+        last["message"],
+        last["traceback"],
+    )
+    code = next((a["code"] for a in reversed(state.attempts) if a["code"]), "")
+    if tests is None:  # the model has not yet given a usable test file: ask for both files again
+        messages = prompts.generation_messages(problem)
+        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + feedback}
+        return LLMRequest("generate", problem.id, it, messages)
+    return LLMRequest(
+        "refine",
+        problem.id,
+        it,
+        prompts.refinement_messages(problem, code, tests, feedback),
+        context={"code": code},
+    )
+
+
+def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, answer: LLMAnswer) -> dict:
+    """The attempt row an answer makes. Truncated, code-less and test-editing answers are failed attempts
+    that never reach the sandbox; an answer that edits frozen tests is recorded, never accepted."""
+    frozen = problem.tests or state.frozen_tests
+    row = {
+        "problem_id": problem.id,
+        "iteration": req.iteration,
+        "request_hash": req.request_hash,
+        "code": None,
+        "tests": json.dumps(frozen) if frozen is not None else None,
+        "status": None,
+    }
+    parsed = prompts.parse_answer(answer.text or "")
+    row["code"] = parsed.solution
+    if answer.finish_reason == "length":
+        row.update(answer_kind="truncated", status="truncated")
+    elif parsed.solution is None or not parsed.solution.strip():
+        row.update(answer_kind="no_code", status="no_code")
+    elif frozen is None and parsed.tests is None:
+        row.update(answer_kind="no_tests", status="no_tests")
+    elif frozen is None:
+        row.update(answer_kind="code", tests=json.dumps(parsed.tests))
+    elif (
+        parsed.tests is not None
+        and not isinstance(frozen, list)
+        and not problem.tests
+        and not prompts.same_tests(parsed.tests, frozen)
+    ):
+        row.update(
+            answer_kind="tests_edited",
+            status="tests_edited",
+            message="the answer changed the frozen tests; attempt rejected",
+        )
+    else:
+        row["answer_kind"] = "code"
+    return row
+
+
+_ATTEMPT_COLUMNS = (
+    "problem_id",
+    "iteration",
+    "request_hash",
+    "answer_kind",
+    "code",
+    "tests",
+    "status",
+    "error_type",
+    "message",
+    "failing_test",
+    "traceback",
+)
+
+
+def _insert_attempt(row: dict) -> tuple[str, tuple]:
+    cols = ", ".join(_ATTEMPT_COLUMNS)
+    marks = ", ".join("?" for _ in _ATTEMPT_COLUMNS)
+    return f"INSERT OR REPLACE INTO attempts ({cols}) VALUES ({marks})", tuple(
+        row.get(c) for c in _ATTEMPT_COLUMNS
+    )
+
+
+def _insert_call(backend, req: LLMRequest, a: LLMAnswer) -> tuple[str, tuple]:
+    request = json.dumps({"messages": req.messages, "params": backend.params, "model": backend.model})
+    return (
+        "INSERT OR REPLACE INTO llm_calls (request_hash, stage, problem_id, iteration, request, text, "
+        "finish_reason, prompt_tokens, completion_tokens, model, latency_s, attempts, error_kind, error_message, "
+        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            req.request_hash,
+            req.stage,
+            req.problem_id,
+            req.iteration,
+            request,
+            a.text,
+            a.finish_reason,
+            a.prompt_tokens,
+            a.completion_tokens,
+            a.model,
+            a.latency_s,
+            a.attempts,
+            a.error_kind,
+            a.error_message,
+            time.time(),
+        ),
+    )
+
+
+class Builder:
+    def __init__(self, config: BuildConfig, db: RunDB, problems: list[Problem], executor: Executor, backend):
+        self.config, self.db, self.executor, self.backend = config, db, executor, backend
+        self.problems = {p.id: p for p in problems}
+        self.order = [p.id for p in problems]
+        self.timings = Timings()
+        self.progress = Progress(config.progress)
+        self.llm_errors: dict[str, str] = {}  # problem id -> why its last request failed (this run)
+        self.sent = 0  # requests sent to the backend in this run
+        log = os.environ.get(REQUEST_LOG_ENV)
+        self.request_log = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
+
+    # -- requests through the cache -----------------------------------------------------------------------
+    def ask(self, requests: list[LLMRequest], on_answer) -> None:
+        """Answer each request from the database if it is stored there, else from the backend; `on_answer`
+        returns the statements to commit together with the stored call."""
+        todo = []
+        for req in requests:
+            req.request_hash = request_hash(self.backend.name, self.backend.model, self.backend.params, req)
+            row = self.db.cached_response(req.request_hash)
+            if row is None:
+                todo.append(req)
+            else:
+                cached = LLMAnswer(row["text"], row["finish_reason"], model=row["model"] or "")
+                self.db.write(on_answer(req, cached))
+        if not todo:
+            return
+        if self.request_log:
+            self.request_log.writelines(r.request_hash + "\n" for r in todo)
+            self.request_log.flush()
+        self.sent += len(todo)
+
+        def store(req: LLMRequest, answer: LLMAnswer) -> None:
+            pause = time.perf_counter()
+            self.db.write([_insert_call(self.backend, req, answer), *on_answer(req, answer)])
+            self.timings.backend -= time.perf_counter() - pause  # database time is not backend time
+
+        t0 = time.perf_counter()
+        sandbox_before = self.sandbox_seconds
+        self.backend.complete(todo, store)
+        # the simulate backend checks its bugs in the sandbox: count that as sandbox time
+        spent_in_sandbox = self.sandbox_seconds - sandbox_before
+        self.timings.backend += time.perf_counter() - t0 - spent_in_sandbox
+
+    @property
+    def sandbox_seconds(self) -> float:
+        return getattr(self.executor, "seconds", 0.0)
+
+    # -- stages 1-3 ---------------------------------------------------------------------------------------
+    def generate_and_refine(self) -> None:
+        states = load_states(self.db)
+        active = [pid for pid in self.order if skip_reason(self.config, self.problems[pid]) is None]
+        bar = self.progress.bar("generate+refine", len(active))
+        for it in range(self.config.max_iterations + 1):
+            states = load_states(self.db)
+            todo = [pid for pid in active if self._needs_attempt(states.get(pid), it)]
+            requests = [next_request(self.problems[pid], states.get(pid) or ProblemState([])) for pid in todo]
+
+            def on_answer(req: LLMRequest, answer: LLMAnswer, states=states) -> list[tuple[str, tuple]]:
+                if answer.text is None:
+                    self.llm_errors[req.problem_id] = (
+                        f"{answer.error_kind} after {answer.attempts} requests: {answer.error_message}"
+                    )
+                    return []
+                self.llm_errors.pop(req.problem_id, None)
+                state = states.get(req.problem_id) or ProblemState([])
+                return [
+                    _insert_attempt(attempt_from_answer(self.problems[req.problem_id], state, req, answer))
+                ]
+
+            self.ask(requests, on_answer)
+            states = load_states(self.db)
+            runnable = [
+                pid
+                for pid in active
+                if (s := states.get(pid)) and s.next_iteration == it + 1 and s.unexecuted
+            ]
+            self._execute(runnable, states)
+            self._show(bar, it, active, load_states(self.db))
+        bar.close()
+
+    def _show(self, bar, it: int, active: list[str], states: dict[str, ProblemState]) -> None:
+        passed = sum(1 for pid in active if (s := states.get(pid)) and s.finished)
+        failed = sum(1 for pid in active if (s := states.get(pid)) and not s.finished and self._exhausted(s))
+        errors = sum(1 for pid in active if pid in self.llm_errors)
+        bar.update(passed + failed + errors - bar.n)
+        bar.set_postfix(
+            iteration=it,
+            attempts=sum(len(s.attempts) for s in states.values()),
+            passed=passed,
+            failed=failed,
+            llm_errors=errors,
+        )
+
+    def _needs_attempt(self, state: ProblemState | None, it: int) -> bool:
+        if state is None:
+            return it == 0
+        return (
+            state.next_iteration == it
+            and not state.finished
+            and not state.unexecuted
+            and state.last["answer_kind"] != "no_tests"
+        )
+
+    def _exhausted(self, state: ProblemState) -> bool:
+        last = state.last
+        return (
+            last is not None
+            and last["status"] not in (None, "passed")
+            and (state.next_iteration > self.config.max_iterations or last["answer_kind"] == "no_tests")
+        )
+
+    def _execute(self, pids: list[str], states: dict[str, ProblemState]) -> None:
+        for start in range(0, len(pids), EXEC_CHUNK):
+            chunk = pids[start : start + EXEC_CHUNK]
+            triples = [
+                (self.problems[pid], states[pid].last["code"], states[pid].frozen_tests) for pid in chunk
+            ]
+            outcomes = self.executor.run(triples)
+            statements = []
+            for pid, outcome in zip(chunk, outcomes, strict=True):
+                it = states[pid].last["iteration"]
+                statements.append(
+                    (
+                        "UPDATE attempts SET status = ?, error_type = ?, message = ?, failing_test = ?, traceback = ? "
+                        "WHERE problem_id = ? AND iteration = ?",
+                        (
+                            outcome.status,
+                            outcome.error_type,
+                            outcome.message,
+                            outcome.failing_test,
+                            outcome.traceback,
+                            pid,
+                            it,
+                        ),
+                    )
+                )
+                for case_index, r in enumerate(outcome.cases):
+                    statements.append(
+                        (
+                            "INSERT OR REPLACE INTO executions (problem_id, iteration, case_index, status, wall_ms, "
+                            "cpu_ms, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                pid,
+                                it,
+                                case_index,
+                                r.get("status"),
+                                r.get("wall_ms"),
+                                r.get("cpu_ms"),
+                                json.dumps(r),
+                            ),
+                        )
+                    )
+            self.db.write(statements)
+
+    # -- outcomes -----------------------------------------------------------------------------------------
+    def record_outcomes(self) -> dict[str, tuple[str, str | None, int | None]]:
+        states = load_states(self.db)
+        outcomes = {}
+        for pid in self.order:
+            reason = skip_reason(self.config, self.problems[pid])
+            s = states.get(pid)
+            if reason:
+                outcomes[pid] = ("skipped", reason, None)
+            elif s and s.finished:
+                outcomes[pid] = ("passed", f"passed at iteration {s.last['iteration']}", s.last["iteration"])
+            elif pid in self.llm_errors:
+                outcomes[pid] = ("llm_error", self.llm_errors[pid], s.last["iteration"] if s else None)
+            elif s and s.last["answer_kind"] == "no_tests":
+                outcomes[pid] = ("no_tests", "the generation answer had no test file", s.last["iteration"])
+            elif s and self._exhausted(s):
+                outcomes[pid] = (
+                    "exhausted",
+                    f"still {s.last['status']} after {len(s.attempts)} attempts",
+                    s.last["iteration"],
+                )
+            else:
+                outcomes[pid] = ("unfinished", "interrupted; rerun the same command to resume", None)
+        self.db.write(
+            [("DELETE FROM outcomes", ())]
+            + [
+                (
+                    "INSERT INTO outcomes (problem_id, status, reason, final_iteration) VALUES (?, ?, ?, ?)",
+                    (pid, *o),
+                )
+                for pid, o in outcomes.items()
+            ]
+        )
+        return outcomes
+
+    # -- stages 4-7 ---------------------------------------------------------------------------------------
+    def pair_filter_export(self) -> dict:
+        from codeflow import __version__
+        from codeflow.diff import diff_code
+
+        config = self.config
+        states = load_states(self.db)
+        count = filters.tokenizer_counter(config.tokenizer) if config.tokenizer else filters.char_proxy_tokens
+        fconfig = filters.FilterConfig(config.max_diff_lines, config.max_tokens)
+        benchmarks = ([] if config.no_humaneval else [decontam.humaneval_benchmark(config.ngram)]) + [
+            decontam.file_benchmark(p, config.ngram) for p in config.decontam
+        ]
+        meta = {
+            "backend": self.backend.name,
+            "model": self.backend.model,
+            "seed": config.seed,
+            "granularity": config.granularity,
+            "negative": config.negative,
+            "toolkit_version": __version__,
+        }
+        candidates, verdicts, records = [], {}, {}
+        bar = self.progress.bar("pair+filter", len(self.order))
+        for pid in self.order:
+            bar.update()
+            s = states.get(pid)
+            if s is None or not s.finished:
+                continue
+            failing = [a for a in s.attempts[:-1] if a["answer_kind"] == "code" and a["status"] != "passed"]
+            if not failing:
+                verdicts[pid] = ("first_try" if len(s.attempts) == 1 else "no_failing_code", None)
+                continue
+            rejected = pick_negative(failing, config.negative, config.seed, pid)
+            chosen = s.last
+            t0 = time.perf_counter()
+            diff = diff_code(rejected["code"], chosen["code"], granularity=config.granularity)
+            self.timings.diff += time.perf_counter() - t0
+            cand = filters.Candidate(pid, fenced(chosen["code"]), fenced(rejected["code"]), diff)
+            reason = filters.static_verdict(cand, fconfig, count)
+            verdicts[pid] = (reason or "kept", diff.kind)
+            if reason is None:
+                candidates.append((cand, chosen, rejected))
+        bar.close()
+        if config.judge:
+            self._judge(candidates, verdicts)
+        for cand, chosen, rejected in candidates:
+            if verdicts[cand.problem_id][0] != "kept":
+                continue
+            problem = self.problems[cand.problem_id]
+            hit = decontam.contamination(benchmarks, problem.instruction, chosen["code"])
+            if hit:
+                verdicts[cand.problem_id] = ("contaminated", f"{hit[0]}: {hit[1]}")
+                continue
+            records[cand.problem_id] = pair_record(problem, cand, chosen, rejected, meta)
+        self.db.write(
+            [("DELETE FROM verdicts", ()), ("DELETE FROM pairs", ())]
+            + [
+                ("INSERT INTO verdicts (problem_id, stage, reason) VALUES (?, ?, ?)", (pid, v[0], v[1]))
+                for pid, v in verdicts.items()
+            ]
+            + [
+                (
+                    "INSERT INTO pairs (problem_id, ord, record) VALUES (?, ?, ?)",
+                    (pid, self.order.index(pid), json.dumps(rec)),
+                )
+                for pid, rec in records.items()
+            ]
+        )
+        return verdicts
+
+    def _judge(self, candidates: list, verdicts: dict) -> None:
+        from codeflow.pipeline import prompts as p
+
+        kept = [(c, ch, rj) for c, ch, rj in candidates if verdicts[c.problem_id][0] == "kept"]
+        requests = [
+            LLMRequest(
+                "judge",
+                c.problem_id,
+                -1,
+                p.judge_messages(rj["code"], ch["code"]),
+                context={"rejected": rj["code"], "chosen": ch["code"]},
+            )
+            for c, ch, rj in kept
+        ]
+
+        def on_answer(req: LLMRequest, answer: LLMAnswer) -> list:
+            functional = p.parse_judgement(answer.text) if answer.text is not None else None
+            if functional is False:
+                verdicts[req.problem_id] = ("judge_cosmetic", None)
+            elif functional is None:
+                verdicts[req.problem_id] = ("judge_unclear", answer.error_kind)
+            return []
+
+        self.ask(requests, on_answer)
+
+
+def pick_negative(failing: list[dict], strategy: str, seed: int, problem_id: str) -> dict:
+    """The rejected version among a problem's failing attempts: first, last, or one at random (seeded per
+    problem, so the choice does not depend on which other problems are in the run)."""
+    if strategy == "first":
+        return failing[0]
+    if strategy == "last":
+        return failing[-1]
+    return random.Random(f"negative:{seed}:{problem_id}").choice(failing)
+
+
+def pair_record(problem: Problem, cand: filters.Candidate, chosen: dict, rejected: dict, meta: dict) -> dict:
+    shift = len(FENCE_OPEN)
+    return {
+        "prompt": problem.instruction,
+        "chosen": cand.chosen,
+        "rejected": cand.rejected,
+        "chosen_spans": [[s + shift, e + shift] for s, e in cand.diff.after_spans],
+        "rejected_spans": [[s + shift, e + shift] for s, e in cand.diff.before_spans],
+        "problem_id": problem.id,
+        "chosen_iteration": chosen["iteration"],
+        "rejected_iteration": rejected["iteration"],
+        "rejected_status": rejected["status"],
+        "rejected_error_type": rejected["error_type"],
+        "tests": json.loads(chosen["tests"]),
+        "test_style": problem.test_style,
+        "meta": meta,
+    }
+
+
+# -- the whole build --------------------------------------------------------------------------------------
+
+
+def check_resumable(db: RunDB, config: BuildConfig) -> None:
+    stored = db.get_meta("generation")
+    wanted = {k: getattr(config, k) for k in GENERATION_KEYS}
+    if stored is None:
+        db.set_meta({"generation": wanted})
+    elif stored != wanted:
+        changed = ", ".join(
+            f"{k}: {stored.get(k)!r} -> {wanted[k]!r}" for k in wanted if stored.get(k) != wanted[k]
+        )
+        raise BuildError(
+            f"{db.path} was built with other generation settings ({changed}); "
+            f"use a new --out directory or the original settings"
+        )
+
+
+def store_problems(db: RunDB, problems: list[Problem]) -> None:
+    known = {r["id"]: r["data"] for r in db.query("SELECT id, data FROM problems")}
+    changed = [p.id for p in problems if p.id in known and known[p.id] != json.dumps(p.to_dict())]
+    if changed:
+        raise BuildError(
+            f"problem(s) {', '.join(changed[:5])} changed since this run directory was built; "
+            f"use a new --out directory"
+        )
+    base = len(known)
+    new = [p for p in problems if p.id not in known]
+    db.write(
+        ("INSERT INTO problems (id, ord, data) VALUES (?, ?, ?)", (p.id, base + i, json.dumps(p.to_dict())))
+        for i, p in enumerate(new)
+    )
+
+
+@dataclass
+class BuildResult:
+    problems: int
+    skipped_lines: int
+    outcomes: Counter
+    verdicts: Counter
+    pairs: int
+    requests_sent: int
+    timings: dict
+    pairs_path: Path
+
+
+def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
+    t_start = time.perf_counter()
+    report = load_problems(config.problems, strict=config.strict)
+    for error in report.errors:
+        print(f"skipped {error}", file=sys.stderr)
+    if not report.problems:
+        raise BuildError(f"{config.problems}: no valid problems")
+    out = Path(config.out)
+    db = open_run_db(out)
+    own_executor = executor is None
+    try:
+        check_resumable(db, config)
+        db.set_meta({"config": asdict(config)})
+        store_problems(db, report.problems)
+        executor = executor or Executor(config.workers, config.exec_timeout_s, config.memory_mb)
+        backend = make_backend(config, {p.id: p for p in report.problems}, executor)
+        builder = Builder(config, db, report.problems, executor, backend)
+        builder.generate_and_refine()
+        outcomes = builder.record_outcomes()
+        verdicts = builder.pair_filter_export()
+        pairs_path = write_pairs(db, out / "pairs.jsonl")
+        t0 = time.perf_counter()
+        wall = time.perf_counter() - t_start
+        builder.timings.sandbox = builder.sandbox_seconds
+        timings = asdict(builder.timings) | {"database": db.seconds, "wall": wall}
+        for part, seconds in timings.items():
+            db.add_timing(part, seconds)
+        timings["database"] += time.perf_counter() - t0
+        return BuildResult(
+            problems=len(report.problems),
+            skipped_lines=report.skipped,
+            outcomes=Counter(o[0] for o in outcomes.values()),
+            verdicts=Counter(v[0] for v in verdicts.values()),
+            pairs=sum(1 for v in verdicts.values() if v[0] == "kept"),
+            requests_sent=builder.sent,
+            timings=timings,
+            pairs_path=pairs_path,
+        )
+    finally:
+        if own_executor and executor is not None:
+            executor.close()
+        db.close()

@@ -1,0 +1,138 @@
+"""`codeflow build`, `codeflow stats` and `codeflow show`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    b = subparsers.add_parser(
+        "build",
+        help="build preference pairs from problems by generate -> sandbox -> refine",
+        description="Build CodeFlow preference pairs. Rerun the same command to resume an interrupted run.",
+    )
+    b.add_argument("problems", help="problems JSONL (id, instruction, tests, test_style, solution, ...)")
+    b.add_argument("--out", required=True, help="run directory (holds codeflow.db and pairs.jsonl)")
+    b.add_argument("--llm", choices=["simulate", "openai", "transformers"], default="simulate")
+    b.add_argument("--model", default="", help="model name at the endpoint, or a local path / hub name")
+    b.add_argument("--base-url", default="http://localhost:8000/v1")
+    b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    b.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
+    b.add_argument("--request-timeout", type=float, default=120.0, help="seconds per HTTP request")
+    b.add_argument("--max-retries", type=int, default=6)
+    b.add_argument("--rpm", type=float, default=None, help="client-side limit on requests per minute")
+    b.add_argument("--temperature", type=float, default=0.2)
+    b.add_argument("--max-new-tokens", type=int, default=2048, help="answer length limit per request")
+    b.add_argument("--max-iterations", type=int, default=5, help="refinements after the first attempt")
+    b.add_argument("--negative", choices=["random", "first", "last"], default="random")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--granularity", default="statement", help="diff granularity passed to codeflow.diff")
+    b.add_argument("--max-diff-lines", type=int, default=20, help="drop pairs whose D- spans more lines")
+    b.add_argument(
+        "--max-tokens", type=int, default=2048, help="drop pairs with a side over this many tokens"
+    )
+    b.add_argument("--tokenizer", default=None, help="tokenizer for --max-tokens (default: characters / 3)")
+    b.add_argument("--judge", action="store_true", help="ask the LLM whether each difference is functional")
+    b.add_argument(
+        "--decontam", action="append", default=[], metavar="FILE", help="benchmark JSONL (repeatable)"
+    )
+    b.add_argument("--ngram", type=int, default=13, help="words per n-gram for decontamination")
+    b.add_argument("--no-humaneval", action="store_true", help="do not decontaminate against HumanEval")
+    b.add_argument("--strict", action="store_true", help="stop at the first bad problem line")
+    b.add_argument("--workers", type=int, default=None, help="sandbox worker processes")
+    b.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per sandbox run")
+    b.add_argument("--memory-mb", type=int, default=1024, help="memory limit per sandbox run")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=run_build)
+
+    s = subparsers.add_parser(
+        "stats", help="summarise a run: pass rate by iteration, filter funnel, LLM usage"
+    )
+    s.add_argument("run_dir")
+    s.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    s.set_defaults(func=run_stats)
+
+    w = subparsers.add_parser("show", help="print one pair with D- / D+ highlighted, and its trajectory")
+    w.add_argument("run_dir")
+    w.add_argument("--pair", type=int, default=0, help="0-based line number in pairs.jsonl")
+    w.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    w.set_defaults(func=run_show)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from codeflow.pipeline.build import BuildConfig, BuildError, build
+    from codeflow.pipeline.problems import ProblemFileError
+    from codeflow.pipeline.stats import collect, render
+
+    config = BuildConfig(
+        problems=args.problems,
+        out=args.out,
+        llm=args.llm,
+        model=args.model,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        request_timeout_s=args.request_timeout,
+        max_retries=args.max_retries,
+        rpm=args.rpm,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        max_iterations=args.max_iterations,
+        negative=args.negative,
+        seed=args.seed,
+        granularity=args.granularity,
+        max_diff_lines=args.max_diff_lines,
+        max_tokens=args.max_tokens,
+        tokenizer=args.tokenizer,
+        judge=args.judge,
+        decontam=args.decontam,
+        ngram=args.ngram,
+        no_humaneval=args.no_humaneval,
+        strict=args.strict,
+        workers=args.workers,
+        exec_timeout_s=args.exec_timeout,
+        memory_mb=args.memory_mb,
+        progress=not args.no_progress,
+    )
+    try:
+        result = build(config)
+    except (BuildError, ProblemFileError, FileNotFoundError, ValueError) as e:
+        print(f"codeflow build: error: {e}", file=sys.stderr)
+        return 2
+    print(render(collect(args.out)))
+    print(
+        f"\n{result.pairs} pairs -> {result.pairs_path} ({result.requests_sent} LLM requests sent this run)"
+    )
+    return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from codeflow.pipeline.stats import collect, render
+
+    try:
+        stats = collect(args.run_dir)
+    except FileNotFoundError as e:
+        print(f"codeflow stats: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(stats, indent=2) if args.json else render(stats))
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    from codeflow.pipeline.show import show
+
+    try:
+        print(
+            show(
+                args.run_dir,
+                args.pair,
+                color=args.color == "always" or (args.color == "auto" and sys.stdout.isatty()),
+            )
+        )
+    except (FileNotFoundError, IndexError) as e:
+        print(f"codeflow show: error: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,99 @@
+"""Run attempts in the sandbox: one job per attempt, or one per case for stdio problems, results folded back."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from codeflow.pipeline.problems import Problem
+
+
+@dataclass
+class ExecOutcome:
+    status: str  # the sandbox's status; "passed" only if every case passed
+    error_type: str | None = None
+    message: str | None = None
+    failing_test: str | None = None
+    traceback: str | None = None
+    cases: list[dict] = field(default_factory=list)  # Result.to_dict() per sandbox job
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def jobs_for(problem: Problem, code: str, tests: str | list[dict]) -> list[dict]:
+    """Keyword arguments of the sandbox jobs that check `code` against `tests`."""
+    if problem.test_style == "stdio":
+        return [
+            {
+                "code": code,
+                "tests": None,
+                "style": "stdio",
+                "stdin": case.get("stdin", ""),
+                "expected_stdout": case["stdout"],
+            }
+            for case in tests
+        ]
+    return [{"code": code, "tests": tests, "style": problem.test_style}]
+
+
+def fold(problem: Problem, results: list[dict]) -> ExecOutcome:
+    """One outcome from the results of an attempt's jobs: the first failing case speaks for the attempt."""
+    for index, r in enumerate(results):
+        if r.get("status") != "passed":
+            failing = r.get("failing_test")
+            if problem.test_style == "stdio":
+                failing = f"stdio case {index + 1} of {len(results)}"
+            return ExecOutcome(
+                r.get("status") or "error",
+                r.get("error_type"),
+                r.get("message"),
+                failing,
+                r.get("traceback"),
+                results,
+            )
+    return ExecOutcome("passed", cases=results)
+
+
+class Executor:
+    """Runs batches of attempts on one `sandbox.Sandbox` (the real one by default)."""
+
+    def __init__(
+        self, workers: int | None = None, timeout_s: float = 10.0, memory_mb: int = 1024, sandbox=None
+    ):
+        if sandbox is None:
+            from sandbox import Limits, Sandbox
+
+            sandbox = Sandbox(workers=workers, limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb))
+            sandbox.__enter__()
+            self._owned = True
+        else:
+            self._owned = False
+        self.sandbox = sandbox
+        self.executions = 0
+        self.seconds = 0.0  # wall time inside the sandbox, for stats and the benchmark
+
+    def close(self) -> None:
+        if self._owned:
+            self.sandbox.__exit__(None, None, None)
+
+    def run(self, attempts: list[tuple[Problem, str, str | list[dict]]]) -> list[ExecOutcome]:
+        """Outcomes for (problem, code, tests) triples, in input order; all jobs go to the sandbox as one batch."""
+        from sandbox import Job
+
+        kwargs = [jobs_for(p, code, tests) for p, code, tests in attempts]
+        flat = [Job(**k) for ks in kwargs for k in ks]
+        t0 = time.perf_counter()
+        results = [r.to_dict() for r in self.sandbox.run_many(flat)] if flat else []
+        self.seconds += time.perf_counter() - t0
+        self.executions += len(flat)
+        outcomes, at = [], 0
+        for (problem, _, _), ks in zip(attempts, kwargs, strict=True):
+            outcomes.append(fold(problem, results[at : at + len(ks)]))
+            at += len(ks)
+        return outcomes
+
+    def fails(self, candidates: list[tuple[Problem, str]]) -> list[bool]:
+        """For the simulate backend: does each candidate code fail the problem's tests?"""
+        return [not o.passed for o in self.run([(p, code, p.tests) for p, code in candidates])]

@@ -1,0 +1,152 @@
+"""`codeflow stats`: what a run did, read from its database (works on a run in progress too)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from codeflow.pipeline.db import RunDB
+from codeflow.pipeline.filters import FUNNEL
+
+
+def _db(run_dir: str | Path) -> RunDB:
+    path = Path(run_dir) / "codeflow.db"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no run database here (run `codeflow build ... --out {run_dir}` first)"
+        )
+    return RunDB(path)
+
+
+def pass_rate_by_iteration(first_pass: list[int | None], attempted: int, max_iteration: int) -> list[float]:
+    """Cumulative share of attempted problems passing at or before each iteration (the paper's Figure 6)."""
+    if attempted == 0:
+        return [0.0] * (max_iteration + 1)
+    return [
+        sum(1 for it in first_pass if it is not None and it <= i) / attempted
+        for i in range(max_iteration + 1)
+    ]
+
+
+def funnel(verdicts: Counter) -> list[dict]:
+    """Pair candidates through each filter stage; every stage's input = its drops + its output."""
+    remaining = sum(n for reason, n in verdicts.items() if reason not in ("first_try", "no_failing_code"))
+    rows = [{"stage": "pair candidates (passed after a failure)", "count": remaining, "dropped": {}}]
+    for stage, reasons in FUNNEL:
+        dropped = {r: verdicts[r] for r in reasons if verdicts.get(r)}
+        remaining -= sum(dropped.values())
+        rows.append({"stage": f"after {stage}", "count": remaining, "dropped": dropped})
+    return rows
+
+
+def collect(run_dir: str | Path) -> dict:
+    db = _db(run_dir)
+    try:
+        config = db.get_meta("config") or {}
+        outcomes = {r["problem_id"]: dict(r) for r in db.query("SELECT * FROM outcomes")}
+        statuses = Counter(o["status"] for o in outcomes.values())
+        attempted = sum(n for s, n in statuses.items() if s != "skipped")
+        first_pass = [o["final_iteration"] for o in outcomes.values() if o["status"] == "passed"]
+        max_it = int(config.get("max_iterations", 5))
+        verdict_rows = db.query("SELECT stage, reason FROM verdicts")
+        verdicts = Counter(r["stage"] for r in verdict_rows)
+        contaminated = Counter(
+            r["reason"].split(":")[0] for r in verdict_rows if r["stage"] == "contaminated"
+        )
+        pairs = [json.loads(r["record"]) for r in db.query("SELECT record FROM pairs ORDER BY ord")]
+        llm = {}
+        for r in db.query(
+            "SELECT stage, COUNT(*) AS calls, SUM(error_kind IS NOT NULL) AS errors, SUM(prompt_tokens) AS pt, "
+            "SUM(completion_tokens) AS ct, SUM(finish_reason = 'length') AS truncated, "
+            "SUM(COALESCE(attempts, 1)) AS requests FROM llm_calls GROUP BY stage"
+        ):
+            llm[r["stage"]] = {
+                "calls": r["calls"],
+                "errors": r["errors"] or 0,
+                "truncated": r["truncated"] or 0,
+                "http_requests": r["requests"] or 0,
+                "prompt_tokens": r["pt"] or 0,
+                "completion_tokens": r["ct"] or 0,
+            }
+        ex = db.query("SELECT COUNT(*) AS n, SUM(wall_ms) AS wall, SUM(cpu_ms) AS cpu FROM executions")[0]
+        exec_status = Counter(
+            {
+                r["status"]: r["n"]
+                for r in db.query("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
+            }
+        )
+        attempt_kinds = Counter(
+            {
+                r["k"]: r["n"]
+                for r in db.query("SELECT answer_kind AS k, COUNT(*) AS n FROM attempts GROUP BY k")
+            }
+        )
+        timings = {r["stage"]: r["seconds"] for r in db.query("SELECT stage, seconds FROM timings")}
+    finally:
+        db.close()
+    return {
+        "run_dir": str(run_dir),
+        "backend": config.get("llm"),
+        "model": config.get("model"),
+        "seed": config.get("seed"),
+        "problems": len(outcomes),
+        "outcomes": dict(statuses),
+        "pass_rate_by_iteration": pass_rate_by_iteration(first_pass, attempted, max_it),
+        "attempts": dict(attempt_kinds),
+        "funnel": funnel(verdicts),
+        "no_pair": {k: verdicts[k] for k in ("first_try", "no_failing_code") if verdicts.get(k)},
+        "contaminated_by_benchmark": dict(contaminated),
+        "pairs": len(pairs),
+        "rejected_status": dict(Counter(p["rejected_status"] for p in pairs)),
+        "rejected_error_type": dict(Counter(p["rejected_error_type"] or "-" for p in pairs)),
+        "llm": llm,
+        "executions": {
+            "count": ex["n"],
+            "sandbox_wall_s": (ex["wall"] or 0) / 1000,
+            "sandbox_cpu_s": (ex["cpu"] or 0) / 1000,
+            "status": dict(exec_status),
+        },
+        "timings_s": timings,
+    }
+
+
+def render(s: dict) -> str:
+    lines = [f"run {s['run_dir']}  backend={s['backend']} model={s['model'] or '-'} seed={s['seed']}", ""]
+    lines.append(
+        f"problems: {s['problems']}  " + "  ".join(f"{k}={v}" for k, v in sorted(s["outcomes"].items()))
+    )
+    lines.append("\npass rate by iteration (cumulative):")
+    for i, rate in enumerate(s["pass_rate_by_iteration"]):
+        lines.append(f"  iter {i}  {rate:6.1%}  {'#' * round(rate * 40)}")
+    lines.append("\nfilter funnel:")
+    for row in s["funnel"]:
+        dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items())
+        lines.append(f"  {row['count']:>7}  {row['stage']}" + (f"   (dropped: {dropped})" if dropped else ""))
+    if s["no_pair"]:
+        lines.append("  no pair: " + ", ".join(f"{k} {v}" for k, v in s["no_pair"].items()))
+    if s["contaminated_by_benchmark"]:
+        lines.append(
+            "  contaminated: " + ", ".join(f"{k} {v}" for k, v in s["contaminated_by_benchmark"].items())
+        )
+    lines.append(f"\nrejected versions ({s['pairs']} pairs):")
+    lines.append("  status:     " + ", ".join(f"{k} {v}" for k, v in sorted(s["rejected_status"].items())))
+    lines.append(
+        "  error type: " + ", ".join(f"{k} {v}" for k, v in sorted(s["rejected_error_type"].items()))
+    )
+    lines.append("\nLLM calls by stage:")
+    for stage, u in sorted(s["llm"].items()):
+        lines.append(
+            f"  {stage:<9} calls {u['calls']:>6}  errors {u['errors']:>4}  truncated {u['truncated']:>4}  "
+            f"http requests {u['http_requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
+        )
+    e = s["executions"]
+    lines.append(
+        f"\nexecutions: {e['count']}  sandbox wall {e['sandbox_wall_s']:.1f} s  cpu {e['sandbox_cpu_s']:.1f} s  "
+        + ", ".join(f"{k} {v}" for k, v in sorted(e["status"].items()))
+    )
+    if s["timings_s"]:
+        lines.append(
+            "time (s, all runs): " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(s["timings_s"].items()))
+        )
+    return "\n".join(lines)
