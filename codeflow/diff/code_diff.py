@@ -9,7 +9,7 @@ from codeflow.diff import classify as kinds
 from codeflow.diff.line import line_diff
 from codeflow.diff.match import match_sequences
 from codeflow.diff.parse import ParsedCode, line_starts, parse_code
-from codeflow.diff.regions import lines_touched, node_spans, statement_spans, token_spans, widen
+from codeflow.diff.regions import Side, lines_touched, node_spans, statement_spans, token_spans, widen
 
 Span = tuple[int, int]
 GRANULARITIES = ("statement", "node", "token", "line")
@@ -74,8 +74,10 @@ def diff_code(before: str, after: str, granularity: str = "statement", context: 
             before_spans, after_spans = [], []
         else:
             spans_of = _SPANS_BY_GRANULARITY[granularity]
-            before_spans = spans_of(parsed_before, matched.before_changed)
-            after_spans = spans_of(parsed_after, matched.after_changed)
+            before_side = Side(parsed_before, matched.before_changed, matched.before_partner)
+            after_side = Side(parsed_after, matched.after_changed, matched.after_partner)
+            before_spans = spans_of(before_side, after_side)
+            after_spans = spans_of(after_side, before_side)
     return _finish(
         kind, granularity, parse_ok, fallback, parsed_before, parsed_after, before_spans, after_spans, context
     )

@@ -87,6 +87,10 @@ class ParsedCode:
     # byte offset -> char offset, None when the text is ASCII and the two coincide
     byte_table: np.ndarray | None = None
 
+    def region(self, leaf: int) -> tuple[int, int]:
+        """The statement region (start, end) of a code leaf, in characters."""
+        return self.stmt_starts[leaf], self.stmt_ends[leaf]
+
     def char_offset(self, byte_offset: int) -> int:
         return byte_offset if self.byte_table is None else int(self.byte_table[byte_offset])
 
