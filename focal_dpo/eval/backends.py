@@ -26,13 +26,16 @@ def transformers_generator(
     dtype: str = "auto",
 ) -> Callable[[list[str]], Answers]:
     """Local batched generation with Hugging Face transformers (greedy at temperature 0)."""
-    from codeflow.llm import TransformersBackend
-
-    backend = TransformersBackend(model, batch_size=batch_size, device=device, dtype=dtype)
+    backend = None
     calls = 0
 
     def generate(prompts: list[str]) -> Answers:
-        nonlocal calls
+        nonlocal backend, calls
+        # Loaded on first use: a resumed run with nothing left to do never loads the model.
+        if backend is None:
+            from codeflow.llm import TransformersBackend
+
+            backend = TransformersBackend(model, batch_size=batch_size, device=device, dtype=dtype)
         calls += 1
         # A new seed per call, so that samples of the same problem in different batches differ when sampling.
         options: dict[str, Any] = dict(

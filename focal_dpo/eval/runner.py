@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ RUN_KEYS = ("benchmark", "model", "backend", "chat", "temperature", "max_new_tok
 class EvalSettings:
     benchmark: str
     model: str
-    backend: str = "transformers"
+    backend: str = "custom"
     chat: bool = False
     n: int = 1
     temperature: float = 0.0
@@ -68,7 +69,7 @@ def evaluate(
     total = len(problems) * settings.n
     failures: list[tuple[tuple[Problem, int], Exception]] = []
     with (
-        Sandbox(workers=settings.workers, limits=limits) as sandbox,
+        Sandbox(workers=settings.workers, limits=limits) if todo else nullcontext() as sandbox,
         tqdm(total=total, initial=total - len(todo), desc="eval", unit="sample", disable=not progress) as bar,
     ):
         for start in range(0, len(todo), settings.batch_size):
@@ -83,8 +84,8 @@ def evaluate(
             append_results(results_path, scored)
             for r in scored:
                 done[(r.task_id, r.sample)] = r
+            bar.set_postfix(passed=sum(r.status == "passed" for r in done.values()), refresh=False)
             bar.update(len(batch))
-            bar.set_postfix(passed=sum(r.status == "passed" for r in done.values()))
     if failures:
         (problem, sample), error = failures[0]
         raise GenerationIncomplete(
