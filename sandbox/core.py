@@ -1,0 +1,291 @@
+"""The public entry point: a pool of warm fork servers, safe to share between threads."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+
+from sandbox.types import Job, Limits, Result
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FULL_ISOLATION = (
+    "net_namespace",
+    "hidden_home",
+    "readonly_root",
+    "private_tmp",
+    "pid_namespace",
+    "unprivileged_uid",
+    "rlimits",
+    "no_new_privs",
+    "fd_capture",
+)
+BASE_UID = 60000
+# Extra seconds the host waits past the job's own timeout before declaring the worker itself hung.
+HOST_GRACE_S = 15.0
+_warned = False
+_warn_lock = threading.Lock()
+
+
+def _warn_once(missing: list[str]) -> None:
+    global _warned
+    with _warn_lock:
+        if _warned:
+            return
+        _warned = True
+    warnings.warn(
+        f"sandbox: reduced isolation on this machine, missing {', '.join(missing)} "
+        "(run as root on Linux, and install bubblewrap for a read-only filesystem view)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+
+
+HOME_DIRS = ("/root", "/home")
+
+
+def _inside(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _parents_between(home: str, path: str) -> list[str]:
+    """Directories strictly between `home` and `path`, outermost first."""
+    if not _inside(path, home) or path == home:
+        return []
+    parts, current = [], os.path.dirname(path)
+    while current != home and _inside(current, home):
+        parts.append(current)
+        current = os.path.dirname(current)
+    return parts[::-1]
+
+
+def home_views() -> tuple[list[str], list[str]]:
+    """(home directories to hide, paths inside them to show read-only again).
+
+    Home directories hold the invoking user's secrets; they are replaced by empty directories, except for the
+    Python installation, the import path and this package, which jobs need to read.
+    """
+    hidden = [h for h in HOME_DIRS if os.path.isdir(h)]
+    wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable), PACKAGE_ROOT}
+    wanted |= {p for p in sys.path if p and os.path.isabs(p)}
+    keep = set()
+    for path in wanted:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and any(_inside(real, h) for h in hidden):
+            keep.add(real)
+    keep = {p for p in keep if not any(q != p and _inside(p, q) for q in keep)}
+    return hidden, sorted(keep)
+
+
+def bwrap_command() -> list[str] | None:
+    """bubblewrap arguments for a worker: read-only root, private /tmp, no network; None if unavailable."""
+    path = shutil.which("bwrap")
+    if path is None:
+        return None
+    hidden, keep = home_views()
+    homes = [arg for h in hidden for arg in ("--tmpfs", h)]
+    # bwrap creates missing parent directories 0700; the job's uid must be able to walk through them.
+    parents = sorted({p for k in keep for h in hidden for p in _parents_between(h, k)}, key=len)
+    shown = [arg for d in parents for arg in ("--perms", "0755", "--dir", d)]
+    shown += [arg for k in keep for arg in ("--ro-bind", k, k)]
+    return [
+        path,
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--tmpfs", "/var/tmp",
+        "--tmpfs", "/dev/shm",
+        *homes, *shown,
+        "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
+        "--die-with-parent",
+        "--",
+    ]  # fmt: skip
+
+
+class _Worker:
+    """One fork server process and the pipe protocol to it (JSON lines both ways)."""
+
+    def __init__(self, index: int, use_bwrap: bool) -> None:
+        self.index = index
+        self.use_bwrap = use_bwrap
+        self.isolation: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        prefix = bwrap_command() if self.use_bwrap else None
+        hidden, keep = home_views()
+        config = json.dumps(
+            {"uid": BASE_UID + self.index, "bwrap": prefix is not None, "hide": hidden, "keep": keep}
+        )
+        boot = f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); from sandbox.server import main; main()"
+        cmd = (prefix or []) + [sys.executable, "-I", "-c", boot, config]
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", start_new_session=True
+        )
+        hello = self._read_line(60.0)
+        if hello is None:
+            self.stop()
+            raise RuntimeError(f"sandbox worker {self.index} failed to start: {' '.join(cmd[:3])} ...")
+        self.isolation = json.loads(hello)["isolation"]
+
+    def _read_line(self, timeout: float) -> bytes | None:
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while not buf.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def run(self, job: Job, limits: Limits) -> Result:
+        request = {"job": _job_spec(job), "limits": asdict(limits)}
+        try:
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+            line = self._read_line(limits.timeout_s + HOST_GRACE_S)
+        except (OSError, ValueError):
+            line = None
+        if line is None:
+            self.restart()
+            return Result(
+                status="error", error_type="SandboxError", message="the sandbox worker died; restarted"
+            )
+        return Result.from_dict(json.loads(line))
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        self.proc = None
+
+
+def _job_spec(job: Job) -> dict:
+    return {
+        "code": job.code,
+        "tests": job.tests,
+        "style": job.style,
+        "stdin": job.stdin,
+        "expected_stdout": job.expected_stdout,
+        "module_name": job.module_name,
+    }
+
+
+class Sandbox:
+    """A pool of isolated workers. Use as a context manager, or call `close()`.
+
+    `run` and `run_many` may be called from several threads at once; each job takes one idle worker.
+    """
+
+    def __init__(
+        self, workers: int | None = None, limits: Limits | None = None, use_bwrap: bool | None = None
+    ) -> None:
+        self.limits = limits or Limits()
+        count = workers or os.cpu_count() or 1
+        self._use_bwrap = shutil.which("bwrap") is not None if use_bwrap is None else use_bwrap
+        if self._use_bwrap and shutil.which("bwrap") is None:
+            raise FileNotFoundError("use_bwrap=True but no `bwrap` on PATH: apt-get install bubblewrap")
+        self._workers = [_Worker(i, self._use_bwrap) for i in range(count)]
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        for worker in self._workers:
+            self._idle.put(worker)
+        self._closed = False
+        missing = self.missing_protections()
+        if missing:
+            _warn_once(missing)
+
+    @property
+    def isolation(self) -> list[str]:
+        """The protections every job of this sandbox runs under."""
+        return sorted(self._workers[0].isolation)
+
+    def missing_protections(self) -> list[str]:
+        return [p for p in FULL_ISOLATION if p not in self._workers[0].isolation]
+
+    def run(
+        self,
+        code: str,
+        tests: str | None = None,
+        style: str = "script",
+        stdin: str | None = None,
+        expected_stdout: str | None = None,
+        limits: Limits | None = None,
+        module_name: str = "solution",
+    ) -> Result:
+        job = Job(code, tests, style, stdin, expected_stdout, limits, module_name)
+        return self.run_job(job)
+
+    def run_job(self, job: Job) -> Result:
+        if self._closed:
+            raise RuntimeError("this Sandbox is closed")
+        worker = self._idle.get()
+        try:
+            return worker.run(job, job.limits or self.limits)
+        finally:
+            self._idle.put(worker)
+
+    def run_many(self, jobs: list[Job], progress: bool = False) -> list[Result]:
+        """One Result per job, in input order, keeping every worker busy."""
+        results: list[Result | None] = [None] * len(jobs)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(jobs), desc="sandbox", unit="job")
+
+        def one(i: int) -> None:
+            results[i] = self.run_job(jobs[i])
+            if bar is not None:
+                bar.update(1)
+
+        with ThreadPoolExecutor(max_workers=len(self._workers)) as pool:
+            list(pool.map(one, range(len(jobs))))
+        if bar is not None:
+            bar.close()
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            worker.stop()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,389 @@
+"""The warm fork server: one per worker, forks one isolated child per job and judges what comes back.
+
+The server runs inside its own PID, network, mount, IPC and UTS namespaces (made by bubblewrap, or by unshare(2)
+when bwrap is missing), with a read-only root (bwrap) and private /tmp. Untrusted code never runs in the server:
+for each job it forks a child that drops to the worker's unprivileged uid, sets rlimits and NO_NEW_PRIVS, and
+hands over to the trusted runner. When the job ends or times out, the server SIGKILLs every other process in its
+PID namespace (orphans, daemons and bombs included) and wipes the private temporary directories, so one run
+cannot affect the next.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import secrets
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from sandbox import linux, runner, verdict
+from sandbox.types import Limits
+
+RESULT_FD = 203
+REPORT_CAP = 1 << 20
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
+# Imported once here so each forked job starts warm (what most solutions and test files import).
+PRELOAD = (
+    "collections",
+    "itertools",
+    "functools",
+    "math",
+    "re",
+    "heapq",
+    "bisect",
+    "string",
+    "random",
+    "typing",
+    "hashlib",
+    "fractions",
+    "decimal",
+    "statistics",
+    "copy",
+    "dataclasses",
+    "datetime",
+    "unittest",
+    "io",
+    "traceback",
+)
+
+
+@dataclass
+class WorkerConfig:
+    uid: int
+    isolation: list[str] = field(default_factory=list)
+    private_tmp: bool = False
+    # True only when this server is alone in a PID namespace it owns: then kill(-1) reaches only its jobs.
+    own_pid_namespace: bool = False
+
+
+def _hide_homes(hidden: list[str], keep: list[str]) -> None:
+    """Cover home directories with empty tmpfs, then show `keep` paths again, read-only (as bwrap does).
+
+    The kept paths are bind-mounted to a staging directory first, because covering a home hides them.
+    """
+    staging = "/dev/shm/.sandbox-keep"
+    os.makedirs(staging, exist_ok=True)
+    stages = []
+    for i, path in enumerate(keep):
+        stage = os.path.join(staging, str(i))
+        os.mkdir(stage)
+        linux.mount(path, stage, None, linux.MS_BIND | linux.MS_REC)
+        stages.append((stage, path))
+    for home in hidden:
+        linux.mount("tmpfs", home, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755,size=1m")
+    for stage, path in stages:
+        os.makedirs(path, exist_ok=True)
+        linux.mount(stage, path, None, linux.MS_BIND | linux.MS_REC)
+        # A bind remount changes only this new mount, in this private namespace.
+        linux.mount(None, path, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
+    for stage, _ in stages:
+        linux.umount(stage, linux.MNT_DETACH)
+        if os.path.ismount(stage):
+            raise RuntimeError(f"could not detach {stage}; refusing to continue")
+        os.rmdir(stage)
+    os.rmdir(staging)
+
+
+def _enter_namespaces(config: WorkerConfig, hidden: list[str], keep: list[str]) -> None:
+    """Without bwrap, as root: new namespaces for this server; the parent stays behind only to wait."""
+    flags = (
+        linux.CLONE_NEWNET | linux.CLONE_NEWNS | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS | linux.CLONE_NEWPID
+    )
+    try:
+        linux.unshare(flags)
+    except OSError:
+        return
+    child = os.fork()  # the first child is PID 1 of the new PID namespace
+    if child:
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    for path in PRIVATE_TMPS:
+        if os.path.isdir(path):
+            linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=1777,size=512m")
+    config.isolation += ["net_namespace", "pid_namespace", "private_tmp"]
+    config.private_tmp = True
+    config.own_pid_namespace = True
+    _hide_homes(hidden, keep)
+    config.isolation.append("hidden_home")
+
+
+def setup_worker(uid: int, launched_by_bwrap: bool, hidden: list[str], keep: list[str]) -> WorkerConfig:
+    config = WorkerConfig(uid=uid)
+    if launched_by_bwrap:
+        config.isolation += ["net_namespace", "pid_namespace", "readonly_root", "private_tmp", "hidden_home"]
+        config.private_tmp = True
+        config.own_pid_namespace = os.getpid() <= 2
+    elif os.geteuid() == 0:
+        _enter_namespaces(config, hidden, keep)
+    else:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.geteuid() == 0:
+        config.isolation.append("unprivileged_uid")
+    config.isolation += ["rlimits", "no_new_privs", "fd_capture"]
+    return config
+
+
+def _set_rlimits(limits: Limits) -> None:
+    for which, value in (
+        (resource.RLIMIT_AS, limits.memory_mb << 20),
+        (resource.RLIMIT_CPU, int(limits.timeout_s) + 1),
+        (resource.RLIMIT_FSIZE, limits.file_mb << 20),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_NOFILE, 256),
+        (resource.RLIMIT_NPROC, limits.max_processes),
+    ):
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            # An unprivileged worker cannot raise a hard limit; lowering the soft one still contains the run.
+            soft, hard = resource.getrlimit(which)
+            if hard == resource.RLIM_INFINITY or value <= hard:
+                resource.setrlimit(which, (value, hard))
+
+
+def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> None:
+    """Runs as the job process: finish isolating itself, then hand over to the trusted runner."""
+    run_dir = spec["run_dir"]
+    os.dup2(fds["stdin"], 0)
+    os.dup2(fds["out_w"], 1)
+    os.dup2(fds["err_w"], 2)
+    os.dup2(fds["res_w"], RESULT_FD)
+    os.closerange(3, RESULT_FD)
+    os.closerange(RESULT_FD + 1, 1 << 16)
+    os.setsid()  # its own session, so a kill of "its process group" cannot reach the server
+    _set_rlimits(limits)
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(config.uid)
+        os.setuid(config.uid)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+    os.environ.clear()
+    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
+    os.chdir(run_dir)
+    sys.path[:] = [run_dir] + [p for p in sys.path if p and os.path.isabs(p)]
+    sys.argv = [spec["code_path"]]
+    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    import random
+
+    random.seed()
+    runner.execute(spec, RESULT_FD)
+
+
+class _Capture:
+    """A capped reader of one pipe."""
+
+    def __init__(self, fd: int, cap: int) -> None:
+        self.fd, self.cap, self.data, self.overflow, self.eof = fd, cap, bytearray(), False, False
+
+    def read(self) -> None:
+        chunk = os.read(self.fd, 1 << 16)
+        if not chunk:
+            self.eof = True
+            return
+        room = self.cap - len(self.data)
+        self.data += chunk[: max(room, 0)]
+        self.overflow = self.overflow or len(chunk) > room
+
+
+def _prepare_run_dir(spec: dict, config: WorkerConfig) -> str:
+    run_dir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if config.private_tmp else None)
+    spec["run_dir"] = run_dir
+    spec["code_path"] = os.path.join(run_dir, spec["module_name"] + ".py")
+    spec["tests_path"] = os.path.join(run_dir, "test_" + spec["module_name"] + ".py")
+    files = [(spec["code_path"], spec["code"])]
+    if spec.get("tests") is not None:
+        files.append((spec["tests_path"], spec["tests"]))
+    for path, text in files:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    if os.geteuid() == 0:
+        for path in [run_dir] + [p for p, _ in files]:
+            os.chown(path, config.uid, config.uid)
+    return run_dir
+
+
+def kill_leftovers(config: WorkerConfig) -> None:
+    """SIGKILL every process the job left behind and reap them."""
+    if config.own_pid_namespace:
+        try:
+            os.kill(-1, signal.SIGKILL)  # everything in this namespace except PID 1 and the server itself
+        except OSError:
+            pass
+    elif os.geteuid() == 0:
+        # No PID namespace: kill everything running as this worker's uid, from a helper that has that uid.
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.setuid(config.uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(helper, 0)
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+
+
+def wipe(run_dir: str, config: WorkerConfig) -> None:
+    """Remove the run directory; with private tmpfs mounts, remove everything the job wrote there too."""
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if not config.private_tmp:
+        return
+    for base in PRIVATE_TMPS:
+        try:
+            entries = os.listdir(base)
+        except OSError:
+            continue
+        base_dev = os.lstat(base).st_dev
+        for name in entries:
+            path = os.path.join(base, name)
+            if os.lstat(path).st_dev != base_dev or os.path.ismount(path):
+                continue  # never delete through a mount point
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+
+def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
+    """Run one job in a fresh child and return the Result as a dict."""
+    spec = dict(spec, nonce=secrets.token_hex(16))
+    expected = verdict.expected_tests(spec["style"], spec.get("tests"), spec["module_name"])
+    run_dir = _prepare_run_dir(spec, config)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    res_r, res_w = os.pipe()
+    stdin = os.memfd_create("stdin")
+    if spec.get("stdin"):
+        os.write(stdin, spec["stdin"].encode())
+        os.lseek(stdin, 0, os.SEEK_SET)
+    fds = dict(out_w=out_w, err_w=err_w, res_w=res_w, stdin=stdin)
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _job_child(spec, limits, config, fds)
+        finally:
+            os._exit(71)
+    for fd in (out_w, err_w, res_w, stdin):
+        os.close(fd)
+    out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
+    report = _Capture(res_r, REPORT_CAP)
+    kill_reason, exit_status, cpu_ms = _supervise(start + limits.timeout_s, out, err, report, pid, config)
+    wall_ms = (time.monotonic() - start) * 1000
+    for fd in (out_r, err_r, res_r):
+        os.close(fd)
+    wipe(run_dir, config)
+    result = verdict.decide(
+        style=spec["style"],
+        report=bytes(report.data),
+        report_overflow=report.overflow,
+        nonce=spec["nonce"],
+        exit_status=exit_status,
+        kill_reason=kill_reason,
+        expected=expected,
+        stdout=bytes(out.data),
+        expected_stdout=spec.get("expected_stdout"),
+        module_name=spec["module_name"],
+    )
+    result.update(
+        stdout=out.data.decode("utf-8", "replace"),
+        stderr=err.data.decode("utf-8", "replace"),
+        stdout_truncated=out.overflow,
+        stderr_truncated=err.overflow,
+        wall_ms=round(wall_ms, 3),
+        cpu_ms=round(cpu_ms, 3),
+        isolation=sorted(config.isolation),
+    )
+    return result
+
+
+def _supervise(deadline: float, out, err, report, pid: int, config: WorkerConfig):
+    """Pump the pipes until the job exits; SIGKILL it on timeout or runaway output.
+
+    Returns (why it was killed or None, its wait status, its CPU ms).
+    """
+    pidfd = os.pidfd_open(pid)
+    kill_reason = None
+    try:
+        while True:
+            open_pipes = [p for p in (out, err, report) if not p.eof]
+            ready, _, _ = select.select(
+                [pidfd] + [p.fd for p in open_pipes], [], [], max(deadline - time.monotonic(), 0)
+            )
+            for p in open_pipes:
+                if p.fd in ready:
+                    p.read()
+            if pidfd in ready:
+                break
+            if out.overflow or err.overflow:
+                kill_reason = "output_limit"
+            elif report.overflow:
+                kill_reason = "report_overflow"
+            elif time.monotonic() >= deadline:
+                kill_reason = "timeout"
+            if kill_reason:
+                os.kill(pid, signal.SIGKILL)
+                break
+    finally:
+        os.close(pidfd)
+    _, status, usage = os.wait4(pid, 0)
+    kill_leftovers(config)
+    # Every writer is dead now (in a PID namespace); drain what they wrote, bounded in case one survived.
+    drain_until = time.monotonic() + 0.5
+    for p in (out, err, report):
+        while (
+            not p.eof
+            and not p.overflow
+            and select.select([p.fd], [], [], max(drain_until - time.monotonic(), 0))[0]
+        ):
+            p.read()
+    return kill_reason, status, (usage.ru_utime + usage.ru_stime) * 1000
+
+
+def main() -> None:
+    """Server entry point: a JSON config in argv[1], then one JSON job per stdin line, one result per line."""
+    config_in = json.loads(sys.argv[1])
+    config = setup_worker(config_in["uid"], config_in["bwrap"], config_in["hide"], config_in["keep"])
+    for name in PRELOAD:
+        __import__(name)
+    runner.install_unittest_guards()
+    out = sys.stdout.buffer
+    out.write(json.dumps({"ready": True, "isolation": config.isolation}).encode() + b"\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        limits = Limits.from_dict(request["limits"])
+        try:
+            result = run_job(request["job"], limits, config)
+        except Exception as exc:  # noqa: BLE001 - a server bug must become a result, not a dead worker
+            result = {
+                "status": "error",
+                "error_type": "SandboxError",
+                "message": f"{type(exc).__name__}: {exc}",
+            }
+        out.write(json.dumps(result).encode() + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Plain data passed in and out of the sandbox: limits, jobs and results (all JSON-serialisable)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+STYLES = ("script", "unittest", "stdio")
+STATUSES = (
+    "passed",
+    "failed",
+    "error",
+    "timeout",
+    "memory_limit",
+    "output_limit",
+    "crashed",
+    "syntax_error",
+    "tampering",
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_s: float = 10.0
+    memory_mb: int = 2048
+    output_bytes: int = 65536
+    # RLIMIT_NPROC for the run's unprivileged uid: contains fork and thread bombs.
+    max_processes: int = 64
+    # RLIMIT_FSIZE and the size of the run's private /tmp: contains huge files.
+    file_mb: int = 64
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0 or self.memory_mb <= 0 or self.output_bytes <= 0:
+            raise ValueError(f"Limits must be positive, got {self}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Limits:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+@dataclass
+class Job:
+    code: str
+    tests: str | None = None
+    style: str = "script"
+    stdin: str | None = None
+    expected_stdout: str | None = None
+    limits: Limits | None = None
+    module_name: str = "solution"
+
+    def __post_init__(self) -> None:
+        if self.style not in STYLES:
+            raise ValueError(f"unknown test style {self.style!r}: use one of {', '.join(STYLES)}")
+        if self.style != "stdio" and self.tests is None:
+            raise ValueError(f"style {self.style!r} needs `tests` (only 'stdio' may omit them)")
+        if self.style == "stdio" and self.expected_stdout is None:
+            raise ValueError("style 'stdio' needs `expected_stdout`")
+        if not self.module_name.isidentifier():
+            raise ValueError(f"module_name {self.module_name!r} is not a Python identifier")
+
+
+@dataclass
+class Result:
+    status: str
+    error_type: str | None = None
+    message: str = ""
+    failing_test: str | None = None
+    traceback: str = ""
+    tests_run: int = 0
+    tests_failed: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    isolation: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Result:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown Result fields: {sorted(unknown)}")
+        if d.get("status") not in STATUSES:
+            raise ValueError(f"unknown Result status {d.get('status')!r}")
+        return cls(**d)
