@@ -18,13 +18,14 @@ class _ChunkedTokenLogps(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int):
-        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32 softmax under bf16; fp64 stays fp64
+        out = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
         # autocast would re-cast inside each chunk; do the one cast here and keep the softmax in fp32
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             w = weight.to(hidden.dtype)
             for start in range(0, hidden.shape[0], chunk_size):
                 stop = start + chunk_size
-                logits = (hidden[start:stop] @ w.T).float()
+                logits = (hidden[start:stop] @ w.T).to(acc)
                 picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
                 out[start:stop] = picked - torch.logsumexp(logits, dim=-1)
         ctx.save_for_backward(hidden, weight, targets)
@@ -36,23 +37,22 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         hidden, weight, targets = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
-        grad_weight = (
-            torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
-        )
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_weight else None
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             w = weight.to(hidden.dtype)
             for start in range(0, hidden.shape[0], ctx.chunk_size):
                 stop = start + ctx.chunk_size
                 h = hidden[start:stop]
-                g = grad_out[start:stop].float()
+                g = grad_out[start:stop].to(acc)
                 # d logp[t] / d logits = onehot(t) - softmax(logits)
-                dlogits = torch.softmax((h @ w.T).float(), dim=-1).mul_(-g[:, None])
+                dlogits = torch.softmax((h @ w.T).to(acc), dim=-1).mul_(-g[:, None])
                 dlogits[torch.arange(h.shape[0], device=h.device), targets[start:stop]] += g
                 dlogits = dlogits.to(hidden.dtype)
                 if need_hidden:
                     grad_hidden[start:stop] = dlogits @ w
                 if need_weight:
-                    grad_weight += (dlogits.T @ h).float()
+                    grad_weight += (dlogits.T @ h).to(acc)
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None
@@ -81,7 +81,7 @@ def logps(
     """
     targets = input_ids[:, 1:][positions]
     picked = chunked_token_logps(hidden[:, :-1][positions], lm_head_weight, targets, chunk_size)
-    out = torch.zeros(positions.shape, dtype=torch.float32, device=hidden.device)
+    out = torch.zeros(positions.shape, dtype=picked.dtype, device=hidden.device)
     return out.masked_scatter(positions, picked)
 
 
