@@ -311,8 +311,11 @@ def _flush_std() -> None:
             pass
 
 
-def _exec_code(code: str, path: str, namespace: dict, report: dict) -> bool:
-    """Compile and run the solution; False (with the report filled in) when it fails."""
+def _exec_code(code: str, path: str, namespace: dict, report: dict, exit_ok: bool = False) -> bool:
+    """Compile and run the solution; False (with the report filled in) when it fails.
+
+    `exit_ok`: a program (stdio style) may end itself with sys.exit(0); a module under test may not.
+    """
     try:
         compiled = compile(code, path, "exec")
     except (SyntaxError, ValueError) as exc:
@@ -321,6 +324,11 @@ def _exec_code(code: str, path: str, namespace: dict, report: dict) -> bool:
     report["phase"] = "code"
     try:
         exec(compiled, namespace)
+    except SystemExit as exc:
+        if exit_ok and exc.code in (0, None):
+            return True
+        report["exception"] = describe_exception(exc)
+        return False
     except BaseException as exc:  # noqa: BLE001 - everything the code raises is a result
         report["exception"] = describe_exception(exc)
         return False
@@ -382,7 +390,7 @@ def _run_unittest(spec: dict, report: dict) -> None:
 
 def _run_stdio(spec: dict, report: dict) -> None:
     namespace = {"__name__": "__main__", "__builtins__": builtins, "__file__": spec["code_path"]}
-    _exec_code(spec["code"], spec["code_path"], namespace, report)
+    _exec_code(spec["code"], spec["code_path"], namespace, report, exit_ok=True)
 
 
 _STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}

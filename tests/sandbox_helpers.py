@@ -1,0 +1,29 @@
+"""Shared helpers for the sandbox tests: host-side observations the sandboxed code must not change."""
+
+from __future__ import annotations
+
+import os
+
+from sandbox.core import BASE_UID
+
+HONEST_CODE = "def add(a, b):\n    return a + b\n"
+HONEST_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+
+
+def sandbox_processes() -> list[int]:
+    """PIDs of live processes running as any sandbox worker uid (jobs), seen from the host."""
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
+        state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+        uids = [int(u) for u in uid_line.split()[1:]]
+        if any(BASE_UID <= u < BASE_UID + 64 for u in uids) and "Z" not in state.split()[1:2]:
+            pids.append(int(name))
+    return pids

@@ -1,0 +1,311 @@
+"""Behaviour of the sandbox API: styles, statuses, results, concurrency, CLI and the no-bwrap fallback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sandbox import Job, Limits, Result, Sandbox
+from sandbox import core as sandbox_core
+from sandbox.runner import REPORT_MAGIC
+from sandbox.verdict import decide, normalise_output, unittest_test_ids
+from tests.sandbox_helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes
+
+FAST = Limits(timeout_s=2, memory_mb=512, output_bytes=4096)
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=2, limits=FAST) as box:
+            yield box
+
+
+def test_passing_script_counts_executed_asserts(sb):
+    r = sb.run(HONEST_CODE, HONEST_TESTS)
+    assert r.status == "passed" and r.passed
+    assert r.tests_run == 2 and r.tests_failed == 0
+    assert r.wall_ms > 0 and r.cpu_ms > 0
+
+
+def test_failing_assert_names_the_failing_line(sb):
+    r = sb.run("def add(a, b):\n    return a - b\n", HONEST_TESTS)
+    assert r.status == "failed"
+    assert r.error_type == "AssertionError"
+    assert r.failing_test == "assert add(1, 2) == 3"
+    assert r.tests_failed == 1
+
+
+def test_humaneval_style_check_function_counts_inner_asserts(sb):
+    tests = "def check(candidate):\n    for i in range(5):\n        assert candidate(i, 1) == i + 1\n\ncheck(add)\n"
+    r = sb.run(HONEST_CODE, tests)
+    assert r.status == "passed" and r.tests_run == 5
+
+
+def test_runtime_error_in_code_is_error_with_trimmed_traceback(sb):
+    r = sb.run("def f():\n    return undefined_name\nf()\n", "assert True")
+    assert r.status == "error" and r.error_type == "NameError"
+    assert "undefined_name" in r.message
+    assert 'File "solution.py", line 2, in f' in r.traceback
+    assert "/tmp/run-" not in r.traceback and "runner.py" not in r.traceback
+
+
+def test_traceback_is_capped_for_deep_recursion(sb):
+    r = sb.run("def f(n):\n    return f(n + 1)\nf(0)\n", "assert True")
+    assert r.status == "error" and r.error_type == "RecursionError"
+    assert len(r.traceback) <= 2100 and "RecursionError" in r.traceback
+
+
+def test_syntax_error_in_code(sb):
+    r = sb.run("def f(:\n    pass\n", "assert True")
+    assert r.status == "syntax_error" and r.error_type == "SyntaxError"
+
+
+def test_syntax_error_in_tests_is_error_not_syntax_error(sb):
+    r = sb.run(HONEST_CODE, "assert add(1, 2) ==\n")
+    assert r.status == "error" and "tests do not compile" in r.message
+
+
+def test_memory_error_is_memory_limit(sb):
+    r = sb.run("x = bytearray(4 * 1024 ** 3)\n", "assert True")
+    assert r.status == "memory_limit" and r.error_type == "MemoryError"
+
+
+def test_unittest_style_passes_and_counts_tests(sb):
+    tests = (
+        "import unittest\nfrom solution import add\n\n"
+        "class TestAdd(unittest.TestCase):\n"
+        "    def test_small(self):\n        self.assertEqual(add(1, 2), 3)\n"
+        "    def test_negative(self):\n        self.assertEqual(add(-1, -1), -2)\n"
+    )
+    r = sb.run(HONEST_CODE, tests, style="unittest")
+    assert r.status == "passed" and r.tests_run == 2
+
+
+def test_unittest_style_reports_failing_test_by_name(sb):
+    tests = (
+        "import unittest\nimport solution\n\n"
+        "class TestAdd(unittest.TestCase):\n"
+        "    def test_ok(self):\n        self.assertEqual(solution.add(1, 2), 3)\n"
+        "    def test_wrong(self):\n        self.assertEqual(solution.add(2, 2), 5)\n"
+    )
+    r = sb.run(HONEST_CODE, tests, style="unittest")
+    assert r.status == "failed"
+    assert r.failing_test == "TestAdd.test_wrong"
+    assert r.tests_run == 2 and r.tests_failed == 1
+    assert "4 != 5" in r.message
+
+
+def test_unittest_custom_module_name(sb):
+    tests = "import unittest\nfrom mysol import add\nclass T(unittest.TestCase):\n    def test_a(self):\n        assert add(1, 1) == 2\n"
+    r = sb.run(HONEST_CODE, tests, style="unittest", module_name="mysol")
+    assert r.status == "passed" and r.tests_run == 1
+
+
+def test_unittest_ids_follow_base_classes_in_the_module():
+    source = (
+        "import unittest\nclass Mixin:\n    def test_shared(self): pass\n"
+        "class Base(unittest.TestCase):\n    def test_base(self): pass\n    def helper(self): pass\n"
+        "class Child(Base, Mixin):\n    def test_child(self): pass\n"
+    )
+    assert unittest_test_ids(source) == {
+        "Base.test_base",
+        "Child.test_base",
+        "Child.test_child",
+        "Child.test_shared",
+    }
+
+
+def test_stdio_style_ignores_trailing_whitespace(sb):
+    code = "n = int(input())\nprint(n * 2, '  ')\nprint()\n"
+    assert sb.run(code, None, style="stdio", stdin="21\n", expected_stdout="42").status == "passed"
+    wrong = sb.run(code, None, style="stdio", stdin="20\n", expected_stdout="42\n")
+    assert wrong.status == "failed" and wrong.error_type == "WrongAnswer"
+    assert "expected '42', got '40'" in wrong.message
+
+
+def test_stdio_style_allows_sys_exit_zero_after_output(sb):
+    code = "import sys\nprint('ok')\nsys.exit(0)\n"
+    assert sb.run(code, style="stdio", expected_stdout="ok").status == "passed"
+
+
+def test_normalise_output_strips_line_ends_and_trailing_blank_lines():
+    assert normalise_output("a  \nb\t\n\n\n") == "a\nb"
+
+
+def test_os_write_to_fd_1_is_captured_and_capped(sb):
+    code = "import os\nos.write(1, b'direct\\n')\nos.write(2, b'e' * 3000)\nprint('buffered')\n"
+    r = sb.run(code, "assert True")
+    assert r.status == "passed"
+    assert "direct" in r.stdout and "buffered" in r.stdout
+    assert r.stderr == "e" * 3000 and not r.stderr_truncated
+
+
+def test_output_over_the_cap_is_output_limit_and_truncated(sb):
+    r = sb.run("print('x' * 10000)\n", "assert True")
+    assert r.status == "output_limit"
+    assert r.stdout_truncated and len(r.stdout) == FAST.output_bytes
+
+
+def test_per_job_limits_override_the_sandbox_default(sb):
+    r = sb.run("import time\ntime.sleep(3)\n", "assert True", limits=Limits(timeout_s=0.5))
+    assert r.status == "timeout" and r.wall_ms < 1500
+
+
+def test_result_round_trips_through_json(sb):
+    r = sb.run("def add(a, b):\n    return a - b\n", HONEST_TESTS)
+    again = Result.from_dict(json.loads(json.dumps(r.to_dict())))
+    assert again == r
+
+
+def test_result_from_dict_rejects_unknown_fields():
+    with pytest.raises(ValueError, match="unknown Result fields"):
+        Result.from_dict({"status": "passed", "bogus": 1})
+
+
+def test_job_rejects_unknown_style():
+    with pytest.raises(ValueError, match="unknown test style 'pytest'"):
+        Job("x = 1", "assert True", style="pytest")
+
+
+def test_run_many_keeps_input_order_through_crashes_and_hangs(sb):
+    jobs = [
+        Job(HONEST_CODE, HONEST_TESTS),
+        Job("while True:\n    pass\n", "assert True", limits=Limits(timeout_s=0.5)),
+        Job("import ctypes\nctypes.string_at(0)\n", "assert True"),
+        Job("def add(a, b):\n    return 0\n", HONEST_TESTS),
+        Job("import os\nos._exit(3)\n", "assert True"),
+        Job(HONEST_CODE, HONEST_TESTS),
+    ]
+    statuses = [r.status for r in sb.run_many(jobs)]
+    assert statuses == ["passed", "timeout", "crashed", "failed", "error", "passed"]
+
+
+def test_run_and_run_many_are_safe_from_several_threads(sb):
+    def one(i: int) -> tuple[int, str]:
+        code = f"def add(a, b):\n    return a + b + {i % 2}\n"
+        return i, sb.run(code, HONEST_TESTS).status
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(one, range(24)))
+        many = pool.submit(sb.run_many, [Job(HONEST_CODE, HONEST_TESTS)] * 6)
+        assert all(r.passed for r in many.result())
+    assert all(status == ("passed" if i % 2 == 0 else "failed") for i, status in outcomes)
+
+
+def test_no_process_outlives_its_job(sb):
+    code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    assert sb.run(code, "assert True").status == "passed"
+    assert sandbox_processes() == []
+
+
+def test_forged_or_missing_reports_never_pass():
+    common = dict(
+        style="script",
+        report_overflow=False,
+        nonce="abc",
+        kill_reason=None,
+        expected={"statements": 1},
+        stdout=b"",
+        expected_stdout=None,
+        module_name="solution",
+    )
+    good = (
+        REPORT_MAGIC + json.dumps({"nonce": "abc", "done": True, "statements": 1, "tampering": []}).encode()
+    )
+    assert decide(report=good, exit_status=0, **common)["status"] == "passed"
+    forged = REPORT_MAGIC + json.dumps({"nonce": "xyz", "done": True, "statements": 1}).encode()
+    assert decide(report=forged, exit_status=0, **common)["status"] == "tampering"
+    assert decide(report=good + good, exit_status=0, **common)["status"] == "tampering"
+    assert decide(report=b"", exit_status=0, **common)["status"] == "error"
+    short = (
+        REPORT_MAGIC + json.dumps({"nonce": "abc", "done": True, "statements": 0, "tampering": []}).encode()
+    )
+    assert decide(report=short, exit_status=0, **common)["status"] == "error"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_full_isolation_is_reported_with_bwrap(sb):
+    r = sb.run(HONEST_CODE, HONEST_TESTS)
+    assert set(sandbox_core.FULL_ISOLATION) <= set(r.isolation)
+    assert sb.missing_protections() == []
+
+
+def test_without_bwrap_it_still_works_and_warns_once(monkeypatch):
+    monkeypatch.setattr(sandbox_core, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="reduced isolation.*readonly_root"):
+        with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:
+            r = box.run(HONEST_CODE, HONEST_TESTS)
+            write = box.run("open('/etc/sandbox-test', 'w')\n", "assert True")
+    assert r.status == "passed" and "readonly_root" not in r.isolation
+    assert write.status == "error"  # the unprivileged uid still cannot write /etc
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:
+            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+
+
+def test_closed_sandbox_refuses_jobs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        box = Sandbox(workers=1, limits=FAST)
+    box.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        box.run(HONEST_CODE, HONEST_TESTS)
+
+
+def test_cli_run_prints_one_json_object(tmp_path):
+    (tmp_path / "code.py").write_text(HONEST_CODE)
+    (tmp_path / "tests.py").write_text(HONEST_TESTS)
+    cmd = [
+        sys.executable,
+        "-m",
+        "sandbox",
+        "run",
+        str(tmp_path / "code.py"),
+        str(tmp_path / "tests.py"),
+        "--json",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "passed"
+
+
+def test_cli_run_names_a_missing_file(tmp_path):
+    cmd = [sys.executable, "-m", "sandbox", "run", str(tmp_path / "nope.py"), str(tmp_path / "t.py")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "nope.py" in done.stderr
+
+
+def test_cli_check_lists_protections_and_probes():
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "check"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("net_namespace", "pid_namespace", "unprivileged_uid", "probe: network blocked"):
+        assert name in done.stdout
+
+
+def test_concurrent_sandboxes_do_not_interfere():
+    results = []
+
+    def use() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Sandbox(workers=1, limits=FAST) as box:
+                results.append(box.run(HONEST_CODE, HONEST_TESTS).status)
+
+    threads = [threading.Thread(target=use) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["passed", "passed"]
