@@ -144,3 +144,14 @@ def test_bad_problem_file_is_reported_and_strict_stops(tmp_path, capsys):
     assert "p.jsonl:1: missing field 'instruction'" in err and "no valid problems" in err
     assert codeflow_main(["build", str(problems), "--out", str(tmp_path / "run"), "--strict"]) == 2
     assert "p.jsonl:1: missing field 'instruction'" in capsys.readouterr().err
+
+
+def test_judge_requests_are_cached_across_reruns(demo_run, tmp_path):
+    out, result = demo_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    judged = build(BuildConfig(problems=EXAMPLES, out=str(copy), judge=True, progress=False))
+    assert judged.requests_sent == result.pairs  # one judge request per pair that passed the static filters
+    assert judged.pairs == result.pairs  # simulate's judge calls every AST change functional
+    again = build(BuildConfig(problems=EXAMPLES, out=str(copy), judge=True, progress=False))
+    assert again.requests_sent == 0

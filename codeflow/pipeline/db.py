@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS timings (stage TEXT PRIMARY KEY, seconds REAL NOT NUL
 """
 
 # Test hook: SIGKILL this process right after the N-th commit, to prove that resumption survives kill -9.
-_KILL_ENV = "CODEFLOW_KILL_AFTER_COMMITS"
+KILL_ENV = "CODEFLOW_KILL_AFTER_COMMITS"
 
 
 class RunDB:
@@ -49,7 +49,7 @@ class RunDB:
         self.conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process kills
         self.conn.executescript(SCHEMA)
         self.commits = 0
-        self._kill_after = int(os.environ.get(_KILL_ENV, "0") or 0)
+        self._kill_after = int(os.environ.get(KILL_ENV, "0") or 0)
         self.seconds = 0.0  # time spent in this class, for the benchmark's breakdown
 
     def close(self) -> None:

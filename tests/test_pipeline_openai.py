@@ -1,0 +1,133 @@
+"""`codeflow build --llm openai` against a scripted fake OpenAI-compatible server on 127.0.0.1: rate limits,
+server errors, hangs, malformed bodies and truncated answers; every problem ends with a recorded outcome and
+the number of requests is what the retry policy allows."""
+
+from __future__ import annotations
+
+import json
+
+from codeflow.pipeline.build import BuildConfig, build
+from codeflow.pipeline.db import RunDB
+from tests.fake_openai_server import (
+    FakeOpenAIServer,
+    ScriptByContent,
+    answer,
+    hang,
+    malformed,
+    rate_limited,
+    server_error,
+    truncated,
+)
+
+TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+GOOD = "def add(a, b):\n    return a + b\n"
+BAD = "def add(a, b):\n    return a - b\n"
+
+
+def solution(code: str, tests: str | None = None) -> str:
+    text = f"Here you go.\n\n### solution.py\n```python\n{code}```\n"
+    return text + (f"\n### test_solution.py\n```python\n{tests}```\n" if tests else "")
+
+
+# key in the instruction -> (with tests?, what the server does for each request, requests the policy allows)
+MAX_RETRIES = 2  # so a call is at most 3 HTTP requests
+SCRIPTS = {
+    "[rate]": (True, [rate_limited(0.2), answer(solution(BAD)), answer(solution(GOOD))], 3),
+    "[down]": (True, [server_error(500)], 3),
+    "[slow]": (True, [hang(3.0), answer(solution(GOOD))], 2),
+    "[garbled]": (True, [malformed(), answer(solution(GOOD))], 2),
+    "[cut]": (True, [truncated(solution(BAD)[:40]), answer(solution(GOOD))], 2),
+    "[gen]": (
+        False,
+        [
+            answer(solution(BAD, TESTS)),
+            answer(solution(GOOD, "assert True\n")),  # weakens the frozen tests: rejected
+            answer(solution(GOOD, TESTS)),
+        ],
+        3,
+    ),
+    "[stuck]": (True, [answer(solution(BAD))], 3),  # max_iterations=2: three attempts, all failing
+}
+EXPECTED = {
+    "[rate]": ("passed", 1),
+    "[down]": ("llm_error", None),
+    "[slow]": ("passed", 0),
+    "[garbled]": ("passed", 0),
+    "[cut]": ("passed", 1),
+    "[gen]": ("passed", 2),
+    "[stuck]": ("exhausted", 2),
+}
+
+
+def _problems(tmp_path):
+    path = tmp_path / "problems.jsonl"
+    rows = []
+    for key, (with_tests, _, _) in SCRIPTS.items():
+        row = {"id": key.strip("[]"), "instruction": f"{key} Write add(a, b) returning the sum of a and b."}
+        if with_tests:
+            row["tests"] = TESTS
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_build_against_flaky_server_records_every_outcome_and_respects_retry_policy(tmp_path):
+    script = ScriptByContent({key: behaviours for key, (_, behaviours, _) in SCRIPTS.items()})
+    with FakeOpenAIServer(script) as server:
+        config = BuildConfig(
+            problems=str(_problems(tmp_path)),
+            out=str(tmp_path / "run"),
+            llm="openai",
+            model="fake-model",
+            base_url=server.base_url,
+            request_timeout_s=0.5,
+            max_retries=MAX_RETRIES,
+            max_iterations=2,
+            concurrency=4,
+            exec_timeout_s=5,
+            progress=False,
+            no_humaneval=True,
+        )
+        result = build(config)
+        for key, (_, _, allowed) in SCRIPTS.items():
+            assert script.requests_for(key) == allowed, key
+        assert server.request_count() == sum(n for _, _, n in SCRIPTS.values())
+
+        db = RunDB(tmp_path / "run" / "codeflow.db")
+        try:
+            outcomes = {r["problem_id"]: r for r in db.query("SELECT * FROM outcomes")}
+            kinds = {
+                (r["problem_id"], r["iteration"]): r["answer_kind"]
+                for r in db.query("SELECT problem_id, iteration, answer_kind FROM attempts")
+            }
+            usage = db.query("SELECT SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c FROM llm_calls")[0]
+        finally:
+            db.close()
+        for key, (status, final) in EXPECTED.items():
+            o = outcomes[key.strip("[]")]
+            assert (o["status"], o["final_iteration"]) == (status, final), key
+            assert o["reason"]
+        assert "http_5xx after 3 requests" in outcomes["down"]["reason"]
+        assert kinds[("cut", 0)] == "truncated"
+        assert kinds[("gen", 1)] == "tests_edited"
+        assert usage["p"] > 0 and usage["c"] > 0
+
+        # the refinement request carried the failing code, the frozen tests and the sandbox's verdict
+        refine = [r for r in server.requests if "[rate]" in r.prompt_text][-1].prompt_text
+        assert "return a - b" in refine and "assert add(1, 2) == 3" in refine and "Status: failed" in refine
+
+        pairs = [json.loads(line) for line in (tmp_path / "run" / "pairs.jsonl").read_text().splitlines()]
+        assert {p["problem_id"]: (p["rejected_iteration"], p["chosen_iteration"]) for p in pairs} == {
+            "rate": (0, 1),
+            "gen": (0, 2),
+        }
+        gen = next(p for p in pairs if p["problem_id"] == "gen")
+        assert gen["tests"] == TESTS and gen["meta"]["model"] == "fake-model"
+        assert result.outcomes["llm_error"] == 1
+
+        # a rerun sends only the request that never got an answer (and fails the same way again)
+        before = server.request_count()
+        again = build(config)
+        assert server.request_count() - before == MAX_RETRIES + 1
+        assert again.requests_sent == 1
+        assert (tmp_path / "run" / "pairs.jsonl").read_text().splitlines() == [json.dumps(p) for p in pairs]
