@@ -12,7 +12,13 @@ PROMPTS = ["def add(a, b):\n", "x = 1", "class Stack:\n    def push(self, item):
 
 @pytest.fixture(scope="module")
 def backend(tiny_model_dir):
-    return TransformersBackend(str(tiny_model_dir), batch_size=3, device="cpu")
+    import torch
+
+    # One thread is plenty for a 2-layer model, and spinning worker threads crawl on a shared, loaded CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield TransformersBackend(str(tiny_model_dir), batch_size=3, device="cpu")
+    torch.set_num_threads(threads)
 
 
 def test_batched_generation_matches_one_prompt_at_a_time(backend):
