@@ -311,3 +311,12 @@ def test_constructor_rejects_bad_settings():
         OpenAIClient("localhost:8000/v1", "m")
     with pytest.raises(ValueError, match="concurrency"):
         OpenAIClient("http://localhost:1/v1", "m", concurrency=0)
+
+
+def test_importing_the_package_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, codeflow.llm; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
