@@ -96,3 +96,15 @@ def test_llm_error_carries_kind_attempts_status():
     assert set(ERROR_KINDS) == {"timeout", "http_429", "http_4xx", "http_5xx", "connection", "malformed"}
     with pytest.raises(ValueError, match="kind"):
         LLMError("oops", "x")
+
+
+def test_llm_error_survives_pickling():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(LLMError("timeout", "no answer in 2 s", attempts=3)))
+    assert (error.kind, error.attempts, error.status_code, str(error)) == (
+        "timeout",
+        3,
+        None,
+        "no answer in 2 s",
+    )

@@ -26,7 +26,7 @@ TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 _BODY_SNIPPET_CHARS = 300
 
 
-@dataclass
+@dataclass(eq=False)  # exceptions compare and hash by identity
 class _AttemptFailure(Exception):
     """One HTTP request that did not yield an answer; the retry loop decides whether to try again."""
 

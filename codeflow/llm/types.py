@@ -41,5 +41,13 @@ class LLMError(Exception):
         self.attempts = attempts
         self.status_code = status_code
 
+    def __reduce__(self) -> tuple:
+        # Keeps kind/attempts/status_code through pickling (multiprocessing, concurrent.futures).
+        return (_rebuild_error, (self.kind, str(self), self.attempts, self.status_code))
+
     def __repr__(self) -> str:
         return f"LLMError(kind={self.kind!r}, attempts={self.attempts}, status_code={self.status_code}, {str(self)!r})"
+
+
+def _rebuild_error(kind: str, message: str, attempts: int, status_code: int | None) -> LLMError:
+    return LLMError(kind, message, attempts=attempts, status_code=status_code)
