@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from codeflow.humaneval import load_humaneval
-from tests.fake_openai_server import FakeOpenAIServer, answer
+from tests.fake_openai_server import FakeOpenAIServer, ScriptByContent, answer, http_error
 
 
 def eval_main(argv: list[str]) -> int:
@@ -70,3 +70,32 @@ def test_openai_backend_completions_and_chat_through_a_server(tmp_path):
     assert len(completions) == 3 and len(chats) == 3
     assert "\ndef " in completions[0].body["stop"] and completions[0].body["temperature"] == 0.0
     assert completions[0].body["model"] == "served-model" and "stop" not in chats[0].body
+
+
+def test_openai_request_that_fails_for_good_is_retried_by_the_next_run(tmp_path, capsys):
+    problems = load_humaneval()[:3]
+    canonical = answer(_canonical_for_prompt(problems))
+    # a 400 is not retried by the client: the sample is left out, and the next run asks again
+    script = ScriptByContent(
+        {"def separate_paren_groups": [http_error(400, "bad request"), canonical]}, canonical
+    )
+    out = tmp_path / "run"
+    with FakeOpenAIServer(script) as server:
+        argv = ["eval", "--backend", "openai", "--base-url", server.base_url, "--model", "m", "--limit", "3"]
+        argv += ["--out", str(out), "--no-progress"]
+        assert eval_main(argv) == 1
+        assert "1 samples got no answer (first: HumanEval/1 sample 0" in capsys.readouterr().err
+        assert [r["task_id"] for r in read_lines(out / "results.jsonl")] == ["HumanEval/0", "HumanEval/2"]
+        assert eval_main(argv) == 0
+        assert len(server.requests) == 4, "the rerun sent only the missing request"
+    assert json.loads((out / "summary.json").read_text())["pass_at_k"] == {"pass@1": 1.0}
+
+
+def test_openai_samples_of_one_problem_get_distinct_seeds(tmp_path):
+    problems = load_humaneval()[:1]
+    with FakeOpenAIServer(default=answer(_canonical_for_prompt(problems))) as server:
+        argv = ["eval", "--backend", "openai", "--base-url", server.base_url, "--model", "m", "--limit", "1"]
+        argv += ["--n", "3", "--temperature", "0.8", "--seed", "7", "--out", str(tmp_path), "--no-progress"]
+        assert eval_main(argv) == 0
+    assert sorted(r.body["seed"] for r in server.requests) == [7, 8, 9]
+    assert json.loads((tmp_path / "summary.json").read_text())["problems_passed"] == {"HumanEval/0": 3}

@@ -63,19 +63,30 @@ def openai_generator(
     seed: int | None = None,
 ) -> Callable[[list[str]], Answers]:
     """An OpenAI-compatible server (vLLM, SGLang, OpenAI, ...) through the pipeline's async client."""
-    from codeflow.llm import OpenAIClient
+    from codeflow.llm import LLMError, OpenAIClient
 
     client = OpenAIClient(base_url, model, api_key_env=api_key_env, concurrency=concurrency)
-    options: dict[str, Any] = dict(max_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    requests_made = 0
 
-    async def answer_all(prompts: list[str]) -> list[Any]:
-        if chat:
-            return await client.chat_many([[{"role": "user", "content": p}] for p in prompts], **options)
-        return await client.complete_many(prompts, stop=stop or None, **options)
+    async def one(prompt: str, request_seed: int | None) -> Any:
+        options: dict[str, Any] = dict(max_tokens=max_new_tokens, temperature=temperature, seed=request_seed)
+        try:
+            if chat:
+                return (await client.chat([{"role": "user", "content": prompt}], **options)).text
+            return (await client.complete(prompt, stop=stop or None, **options)).text
+        except LLMError as e:  # failed for good after the client's retries: left for a rerun
+            return e
 
     def generate(prompts: list[str]) -> Answers:
+        nonlocal requests_made
+        # One seed per request: servers that honour `seed` (vLLM) would otherwise return n identical samples.
+        seeds = [None if seed is None else seed + requests_made + i for i in range(len(prompts))]
+        requests_made += len(prompts)
+
+        async def answer_all() -> list[Any]:
+            return await asyncio.gather(*(one(p, s) for p, s in zip(prompts, seeds, strict=True)))
+
         # The client rebuilds its connection pool for each new event loop, so one asyncio.run per batch is fine.
-        responses = asyncio.run(answer_all(prompts))
-        return [r if isinstance(r, Exception) else r.text for r in responses]
+        return asyncio.run(answer_all())
 
     return generate
