@@ -84,6 +84,13 @@ def test_eos_token_ends_the_answer(backend):
     assert response.usage["completion_tokens"] == end + 1  # the end token itself was generated
 
 
+def test_a_stop_string_that_is_a_special_token_ends_the_row_like_eos(backend):
+    eos_text = backend.tokenizer.eos_token
+    strings, token_ids = backend.split_stop_tokens([eos_text, "\n\n", ""])
+    assert strings == ["\n\n"]
+    assert token_ids == {backend.tokenizer.convert_tokens_to_ids(eos_text)}
+
+
 def test_chat_applies_the_chat_template_with_a_generation_prompt(backend):
     conversation = [{"role": "user", "content": "Write add(a, b)."}]
     rendered = backend.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)

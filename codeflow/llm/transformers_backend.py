@@ -104,7 +104,8 @@ class TransformersBackend:
                 raise ValueError(
                     f"prompt {index} is empty after tokenization; give the model something to continue"
                 )
-        stops = [s for s in (stop or []) if s]
+        stops, stop_token_ids = self.split_stop_tokens(stop or [])
+        end_ids = self.eos_token_ids | stop_token_ids
         if seed is not None:
             torch.manual_seed(seed)
         # Longest first: similar lengths share a batch (less padding) and an out-of-memory shows up at once.
@@ -112,13 +113,29 @@ class TransformersBackend:
         results: list[LLMResponse | None] = [None] * len(encoded)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            responses = self._generate_batch([encoded[i] for i in batch], max_new_tokens, temperature, stops)
+            rows = [encoded[i] for i in batch]
+            responses = self._generate_batch(rows, max_new_tokens, temperature, stops, end_ids)
             for index, response in zip(batch, responses, strict=True):
                 results[index] = response
         return [r for r in results if r is not None]
 
+    def split_stop_tokens(self, stop: list[str]) -> tuple[list[str], set[int]]:
+        """Separate stop strings that are single added tokens (such as "<|im_end|>") from plain text.
+
+        Decoding skips special tokens, so such a stop string would never be seen in the text; as a token id
+        it ends the row like an EOS does.
+        """
+        added = self.tokenizer.get_added_vocab()
+        strings = [s for s in stop if s and s not in added]
+        return strings, {added[s] for s in stop if s in added}
+
     def _generate_batch(
-        self, batch: list[list[int]], max_new_tokens: int, temperature: float, stops: list[str]
+        self,
+        batch: list[list[int]],
+        max_new_tokens: int,
+        temperature: float,
+        stops: list[str],
+        end_ids: set[int],
     ) -> list[LLMResponse]:
         import torch
         from transformers import GenerationConfig, StoppingCriteriaList
@@ -137,7 +154,7 @@ class TransformersBackend:
         )
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
-            eos_token_id=sorted(self.eos_token_ids),
+            eos_token_id=sorted(end_ids),
             pad_token_id=self.pad_token_id,
             **sampling,
         )
@@ -153,7 +170,7 @@ class TransformersBackend:
         responses = []
         for row, ids in enumerate(batch):
             generated = output[row, width:].tolist()
-            text, finish_reason, used = self._finish(generated, stops, stop_watch.stopped_at[row])
+            text, finish_reason, used = self._finish(generated, stops, stop_watch.stopped_at[row], end_ids)
             responses.append(
                 LLMResponse(
                     text=text,
@@ -166,12 +183,14 @@ class TransformersBackend:
             )
         return responses
 
-    def _finish(self, generated: list[int], stops: list[str], stopped_at: int | None) -> tuple[str, str, int]:
+    def _finish(
+        self, generated: list[int], stops: list[str], stopped_at: int | None, end_ids: set[int]
+    ) -> tuple[str, str, int]:
         """Cut one row's tokens at its end (EOS or the step its stop string appeared) and its text at the stop."""
         end = len(generated)
         ended = False
         for position, token in enumerate(generated):
-            if token in self.eos_token_ids:
+            if token in end_ids:
                 end, ended = position, True
                 break
         used = end + 1 if ended else end
