@@ -273,3 +273,21 @@ def test_import_does_not_pull_torch_or_transformers():
     code = "import sys, codeflow.diff; print('torch' in sys.modules or 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_rename_of_a_local_that_is_also_an_attribute_name_is_rename_only():
+    before = "def f(p):\n    x = p.x\n    return x + 1\n"
+    after = "def f(p):\n    y = p.x\n    return y + 1\n"
+    assert diff_code(before, after).kind == "rename_only"
+
+
+def test_renaming_a_called_global_function_is_semantic():
+    before = "def f(xs):\n    return sorted(xs)\n"
+    after = "def f(xs):\n    return reversed(xs)\n"
+    assert diff_code(before, after).kind == "semantic"
+
+
+def test_rename_inside_a_comprehension_and_a_nested_function_is_rename_only():
+    before = "def f(xs):\n    def g(v):\n        return v * 2\n    return [g(i) for i in xs]\n"
+    after = "def f(xs):\n    def double(w):\n        return w * 2\n    return [double(k) for k in xs]\n"
+    assert diff_code(before, after).kind == "rename_only"

@@ -150,3 +150,25 @@ def test_real_tokenizer_masks_cover_exactly_the_overlapping_tokens(test_tokenize
     for text, spans in ((before, d.before_spans), (after, d.after_spans)):
         offsets = test_tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
         assert spans_to_token_mask(offsets, spans) == naive_mask(offsets, spans)
+
+
+@SETTINGS
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=60),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 20)), max_size=6),
+    st.booleans(),
+)
+def test_token_mask_of_tokens_in_text_order_matches_the_naive_test(pieces, raw_spans, specials):
+    """Offsets as a tokenizer gives them: increasing, byte pieces sharing a range, (0, 0) specials at the ends."""
+    offsets, cursor = [], 0
+    for gap, width in pieces:
+        repeats = 1 + gap % 3 if width else 1  # several byte-level pieces with one range
+        offsets += [(cursor + gap, cursor + gap + width)] * repeats
+        cursor += gap + width
+    if specials:
+        offsets = [(0, 0), *offsets, (0, 0)]
+    spans, cursor = [], 0
+    for gap, width in raw_spans:
+        spans.append((cursor + gap, cursor + gap + width))
+        cursor += gap + width
+    assert spans_to_token_mask(offsets, spans) == naive_mask(offsets, spans)

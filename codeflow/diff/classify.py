@@ -27,28 +27,70 @@ def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
         return IDENTICAL
     if not match.before_changed and not match.after_changed:
         return _non_code_kind(before, after)
-    changed_types = {before.keys[i][0] for i in match.before_changed}
-    changed_types.update(after.keys[i][0] for i in match.after_changed)
-    maybe_layout = changed_types <= _LAYOUT_LEAVES
-    # a rename keeps every leaf's type and depth; only identifier texts differ
-    maybe_rename = len(before.keys) == len(after.keys) and all(
+    maybe_layout = _maybe_layout(before, after, match)
+    maybe_rename = _maybe_rename(before, after)
+    if not (maybe_layout or maybe_rename):
+        return SEMANTIC
+    trees = _parse_ast(before.text), _parse_ast(after.text)
+    if trees[0] is None or trees[1] is None:
+        return SEMANTIC
+    for tree in trees:
+        _strip_docstrings(tree)
+    if ast.dump(trees[0]) == ast.dump(trees[1]):
+        return _non_code_kind(before, after)
+    if maybe_rename:
+        for tree in trees:
+            _LocalRenamer().visit(tree)
+        if ast.dump(trees[0]) == ast.dump(trees[1]):
+            return RENAME_ONLY
+    return SEMANTIC
+
+
+def _maybe_layout(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> bool:
+    """Cheap necessary condition for equal ASTs: only layout leaves changed, and the same literal values."""
+    changed = [before.keys[i] for i in match.before_changed], [after.keys[i] for i in match.after_changed]
+    values: list[list[object]] = [[], []]
+    for side, keys in enumerate(changed):
+        for leaf_type, text, _ in keys:
+            if leaf_type not in _LAYOUT_LEAVES:
+                return False
+            if leaf_type in ("integer", "float"):
+                values[side].append(_number(text))
+            elif leaf_type == "string_content":
+                values[side].append(text)
+    return sorted(values[0], key=repr) == sorted(values[1], key=repr)
+
+
+def _number(text: bytes) -> object:
+    try:
+        return ast.literal_eval(text.decode())
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _maybe_rename(before: ParsedCode, after: ParsedCode) -> bool:
+    """Same leaves at the same positions, except identifiers (at the same depth) that got other names.
+
+    Whether the renaming is consistent and touches only locals is left to the AST comparison: the same name
+    can be a local in one place and an attribute or a keyword argument in another.
+    """
+    if len(before.keys) != len(after.keys):
+        return False
+    return all(
         kb[0] == ka[0] and kb[2] == ka[2] and (kb[1] == ka[1] or kb[0] == "identifier")
         for kb, ka in zip(before.keys, after.keys, strict=True)
     )
-    if not (maybe_layout or maybe_rename):
-        return SEMANTIC
-    before_dump = canonical_dump(before.text)
-    if before_dump is None:
-        return SEMANTIC
-    if before_dump == canonical_dump(after.text):
-        return _non_code_kind(before, after)
-    if maybe_rename and canonical_dump(before.text, True) == canonical_dump(after.text, True):
-        return RENAME_ONLY
-    return SEMANTIC
 
 
 def _non_code_kind(before: ParsedCode, after: ParsedCode) -> str:
     return COMMENT_ONLY if before.trivia != after.trivia else WHITESPACE_ONLY
+
+
+def _parse_ast(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
+        return None
 
 
 def canonical_dump(text: str, rename_locals: bool = False) -> str | None:
@@ -57,9 +99,8 @@ def canonical_dump(text: str, rename_locals: bool = False) -> str | None:
     First-use numbering makes the renaming one-to-one: `a - b` -> `b - a` gets different dumps.
     None when Python cannot parse the text.
     """
-    try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError):  # ValueError: null bytes in the source
+    tree = _parse_ast(text)
+    if tree is None:
         return None
     _strip_docstrings(tree)
     if rename_locals:

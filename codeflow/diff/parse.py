@@ -63,6 +63,8 @@ COMPOUND_STATEMENTS = frozenset(
 # Blocks whose first statement, when it is a lone string, is a docstring (as `ast.get_docstring` sees it).
 _DOC_OWNERS = frozenset({"function_definition", "class_definition"})
 _STRINGS = frozenset({"string", "concatenated_string"})
+# the extras of tree-sitter-python: never keyed, comments kept as trivia
+_EXTRAS = frozenset({"comment", "line_continuation"})
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -137,29 +139,16 @@ def parse_code(text: str) -> ParsedCode:
         parsed.nodes,
     )
     trivia = parsed.trivia
-    # One frame per open node on the path from the root: (block depth, statement region, inside a docstring).
-    frames: list[tuple[int, int, int, bool]] = [(0, 0, len(data), False)]
+    # The context of the current node: block depth, enclosing statement region (bytes), inside a docstring.
+    # `saved` keeps the context of each open ancestor, restored on the way back up.
+    depth, region_start, region_end, in_doc = 0, 0, len(data), False
+    saved: list[tuple[int, int, int, bool]] = []
     cursor = tree.walk()
     while True:
         node = cursor.node
         typ = node.type
-        depth, region_start, region_end, in_doc = frames[-1]
-        if node.child_count == 0 or typ in _ATOMIC:
-            start, end = node.start_byte, node.end_byte
-            if node.is_extra:
-                if typ == "comment":
-                    trivia.append(("comment", data[start:end]))
-                # line continuations and other extras are layout
-            elif in_doc:
-                trivia.append(("docstring", data[start:end]))
-            elif end > start:  # MISSING nodes are zero-width; the parse is already marked not ok
-                keys.append((typ, data[start:end], depth))
-                starts.append(start)
-                ends.append(end)
-                stmt_starts.append(region_start)
-                stmt_ends.append(region_end)
-                nodes.append(node)
-        elif cursor.goto_first_child():
+        if typ not in _ATOMIC and cursor.goto_first_child():
+            saved.append((depth, region_start, region_end, in_doc))
             if typ == "block":
                 depth += 1
             elif typ in SIMPLE_STATEMENTS:
@@ -168,13 +157,26 @@ def parse_code(text: str) -> ParsedCode:
                     in_doc = True
             elif typ in COMPOUND_STATEMENTS:
                 region_start, region_end = node.start_byte, _header_end(node)
-            frames.append((depth, region_start, region_end, in_doc))
             continue
+        start, end = node.start_byte, node.end_byte
+        if typ in _EXTRAS:
+            if typ == "comment":
+                trivia.append(("comment", data[start:end]))
+            # line continuations are layout
+        elif in_doc:
+            trivia.append(("docstring", data[start:end]))
+        elif end > start:  # MISSING nodes are zero-width; the parse is already marked not ok
+            keys.append((typ, data[start:end], depth))
+            starts.append(start)
+            ends.append(end)
+            stmt_starts.append(region_start)
+            stmt_ends.append(region_end)
+            nodes.append(node)
         while not cursor.goto_next_sibling():
             if not cursor.goto_parent():
                 _to_chars(parsed, data)
                 return parsed
-            frames.pop()
+            depth, region_start, region_end, in_doc = saved.pop()
 
 
 def _is_docstring(statement: Node) -> bool:
