@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import queue
+import random
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -30,7 +33,11 @@ FULL_ISOLATION = (
     "no_new_privs",
     "fd_capture",
 )
-BASE_UID = 60000
+# Each worker runs its jobs as its own uid, claimed machine-wide with a lock file, so RLIMIT_NPROC and
+# "kill everything of this uid" never touch another worker or another Sandbox running at the same time.
+UID_BASE = 200000
+UID_SLOTS = 50000
+UID_LOCK_DIR = os.path.join(tempfile.gettempdir(), "sandbox-uid-locks")
 # Extra seconds the host waits past the job's own timeout before declaring the worker itself hung.
 HOST_GRACE_S = 15.0
 _warned = False
@@ -103,14 +110,33 @@ def bwrap_command() -> list[str] | None:
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--tmpfs", "/var/tmp",
-        "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--tmpfs", "/tmp",
+        "--perms", "1777", "--tmpfs", "/var/tmp",
+        "--perms", "1777", "--tmpfs", "/dev/shm",
         *homes, *shown,
         "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
         "--die-with-parent",
         "--",
     ]  # fmt: skip
+
+
+def claim_uid() -> tuple[int, int]:
+    """(uid, lock fd): a job uid no other live worker on this machine holds; closing the fd releases it."""
+    os.makedirs(UID_LOCK_DIR, exist_ok=True)
+    try:
+        os.chmod(UID_LOCK_DIR, 0o1777)
+    except OSError:
+        pass  # someone else's directory; it is already shared
+    start = random.randrange(UID_SLOTS)
+    for i in range(UID_SLOTS):
+        slot = (start + i) % UID_SLOTS
+        fd = os.open(os.path.join(UID_LOCK_DIR, str(slot)), os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return UID_BASE + slot, fd
+        except OSError:
+            os.close(fd)
+    raise RuntimeError(f"all {UID_SLOTS} sandbox uids are in use (locks in {UID_LOCK_DIR})")
 
 
 class _Worker:
@@ -121,14 +147,13 @@ class _Worker:
         self.use_bwrap = use_bwrap
         self.isolation: list[str] = []
         self.proc: subprocess.Popen | None = None
+        self.uid, self._uid_lock = claim_uid()
         self.start()
 
     def start(self) -> None:
         prefix = bwrap_command() if self.use_bwrap else None
         hidden, keep = home_views()
-        config = json.dumps(
-            {"uid": BASE_UID + self.index, "bwrap": prefix is not None, "hide": hidden, "keep": keep}
-        )
+        config = json.dumps({"uid": self.uid, "bwrap": prefix is not None, "hide": hidden, "keep": keep})
         boot = f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); from sandbox.server import main; main()"
         cmd = (prefix or []) + [sys.executable, "-I", "-c", boot, config]
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -232,6 +257,11 @@ class Sandbox:
         """The protections every job of this sandbox runs under."""
         return sorted(self._workers[0].isolation)
 
+    @property
+    def uids(self) -> list[int]:
+        """The uids this sandbox's jobs run as (one per worker)."""
+        return [w.uid for w in self._workers]
+
     def missing_protections(self) -> list[str]:
         return [p for p in FULL_ISOLATION if p not in self._workers[0].isolation]
 
@@ -283,6 +313,7 @@ class Sandbox:
         self._closed = True
         for worker in self._workers:
             worker.stop()
+            os.close(worker._uid_lock)
 
     def __enter__(self) -> Sandbox:
         return self

@@ -284,6 +284,7 @@ def describe_exception(exc: BaseException) -> dict:
     except BaseException as err:  # noqa: BLE001 - a hostile __str__ must not break the report
         text, message, line = f"<exception could not be formatted: {_type(err).__name__}>", "", None
     return {
+        "errno": exc.errno if _isinstance(exc, OSError) else None,
         "error_type": _type(exc).__name__,
         "message": message[:MESSAGE_CHARS],
         "traceback": trim_traceback(text),
@@ -330,6 +331,8 @@ def _exec_code(code: str, path: str, namespace: dict, report: dict, exit_ok: boo
         report["exception"] = describe_exception(exc)
         return False
     except BaseException as exc:  # noqa: BLE001 - everything the code raises is a result
+        if _isinstance(exc, MemoryError):
+            namespace.clear()  # free what the code holds, so the report can still be written
         report["exception"] = describe_exception(exc)
         return False
     return True

@@ -232,12 +232,25 @@ def kill_leftovers(config: WorkerConfig) -> None:
             finally:
                 os._exit(0)
         os.waitpid(helper, 0)
+    _reap()
+    if config.own_pid_namespace:
+        # kill() only queues the signal: wait until the namespace holds nobody but init and this server.
+        me, deadline = os.getpid(), time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            alive = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+            if not alive:
+                break
+            time.sleep(0.001)
+            _reap()
+
+
+def _reap() -> None:
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                break
+                return
         except ChildProcessError:
-            break
+            return
 
 
 def wipe(run_dir: str, config: WorkerConfig) -> None:

@@ -7,6 +7,7 @@ job (if it did), and the tests the server itself found in the test source.
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import os
 import signal
@@ -92,7 +93,9 @@ def normalise_output(text: str) -> str:
 def _from_exception(exc: dict, phase: str) -> dict:
     error_type = exc.get("error_type")
     status = "error"
-    if error_type in MEMORY_ERRORS:
+    if exc.get("errno") == errno.EFBIG:
+        status = "output_limit"  # a file grew past Limits.file_mb (Python ignores SIGXFSZ)
+    elif error_type in MEMORY_ERRORS:
         status = "memory_limit"
     elif phase == "compile" and error_type in SYNTAX_ERRORS:
         status = "syntax_error"

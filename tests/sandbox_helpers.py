@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 
-from sandbox.core import BASE_UID
-
 HONEST_CODE = "def add(a, b):\n    return a + b\n"
 HONEST_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
 
 
-def sandbox_processes() -> list[int]:
-    """PIDs of live processes running as any sandbox worker uid (jobs), seen from the host."""
+def sandbox_processes(uids: list[int]) -> list[int]:
+    """PIDs of live processes running as one of `uids` (a sandbox's job uids), seen from the host."""
     pids = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -23,7 +21,7 @@ def sandbox_processes() -> list[int]:
             continue
         uid_line = next((line for line in status.splitlines() if line.startswith("Uid:")), "")
         state = next((line for line in status.splitlines() if line.startswith("State:")), "")
-        uids = [int(u) for u in uid_line.split()[1:]]
-        if any(BASE_UID <= u < BASE_UID + 64 for u in uids) and "Z" not in state.split()[1:2]:
+        uid_values = [int(u) for u in uid_line.split()[1:]]
+        if any(u in uids for u in uid_values) and "Z" not in state.split()[1:2]:
             pids.append(int(name))
     return pids

@@ -204,7 +204,7 @@ def test_run_and_run_many_are_safe_from_several_threads(sb):
 def test_no_process_outlives_its_job(sb):
     code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
     assert sb.run(code, "assert True").status == "passed"
-    assert sandbox_processes() == []
+    assert sandbox_processes(sb.uids) == []
 
 
 def test_forged_or_missing_reports_never_pass():
