@@ -131,3 +131,33 @@ def test_build_against_flaky_server_records_every_outcome_and_respects_retry_pol
         assert server.request_count() - before == MAX_RETRIES + 1
         assert again.requests_sent == 1
         assert (tmp_path / "run" / "pairs.jsonl").read_text().splitlines() == [json.dumps(p) for p in pairs]
+
+
+def test_build_with_a_local_transformers_model_records_its_attempts(tmp_path, tiny_model_dir):
+    """A random tiny model writes no usable code: every attempt is recorded as a failed answer, nothing crashes."""
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"id": "t", "instruction": "Write add(a, b).", "tests": TESTS}) + "\n")
+    config = BuildConfig(
+        problems=str(problems),
+        out=str(tmp_path / "run"),
+        llm="transformers",
+        model=str(tiny_model_dir),
+        max_new_tokens=8,
+        max_iterations=1,
+        progress=False,
+        no_humaneval=True,
+    )
+    result = build(config)
+    assert result.requests_sent == 2 and result.pairs == 0
+    db = RunDB(tmp_path / "run" / "codeflow.db")
+    try:
+        kinds = [r["answer_kind"] for r in db.query("SELECT answer_kind FROM attempts ORDER BY iteration")]
+        outcome = db.query("SELECT status FROM outcomes")[0]["status"]
+        calls = db.query("SELECT stage, completion_tokens FROM llm_calls ORDER BY iteration")
+    finally:
+        db.close()
+    assert len(kinds) == 2 and set(kinds) <= {"truncated", "no_code"}
+    assert outcome == "exhausted"
+    assert [c["stage"] for c in calls] == ["generate", "refine"] and all(
+        c["completion_tokens"] > 0 for c in calls
+    )

@@ -110,7 +110,10 @@ class TransformersBackend:
         for start in range(0, len(requests), self.batch_size):
             batch = requests[start : start + self.batch_size]
             answers = self.backend.chat(
-                [r.messages for r in batch], max_new_tokens=self.max_tokens, temperature=self.temperature
+                [r.messages for r in batch],
+                max_new_tokens=self.max_tokens,
+                temperature=self.temperature,
+                seed=self.params["seed"],
             )
             for req, r in zip(batch, answers, strict=True):
                 on_answer(
@@ -147,6 +150,7 @@ class SimulateBackend:
         self.seed = seed
         self.params = {"seed": seed}
         self.check_fails = check_fails
+        self._plan_cache: dict[str, list[list[simulate.Mutation]]] = {}
 
     def complete(self, requests: list[LLMRequest], on_answer: OnAnswer) -> None:
         generate = [r for r in requests if r.stage == "generate"]
@@ -162,7 +166,12 @@ class SimulateBackend:
         return LLMAnswer(text, "stop", model=self.model)
 
     def _plans(self, problem: Problem) -> list[list[simulate.Mutation]]:
-        return simulate.mutation_plans(problem.solution or "", self.seed, problem.id)
+        # pure in (solution, seed, id), and asked again at every refinement of the problem
+        if problem.id not in self._plan_cache:
+            self._plan_cache[problem.id] = simulate.mutation_plans(
+                problem.solution or "", self.seed, problem.id
+            )
+        return self._plan_cache[problem.id]
 
     def _first_answers(self, requests: list[LLMRequest]) -> list[str]:
         """Per request: the first plan whose fully bugged version fails in the sandbox, tried in rounds so that

@@ -24,7 +24,9 @@ from codeflow.pipeline.execute import Executor
 from codeflow.pipeline.export import FENCE_OPEN, fenced, write_pairs
 from codeflow.pipeline.problems import Problem, load_problems
 
-EXEC_CHUNK = 64  # attempts per sandbox batch (and per commit) inside one iteration
+EXEC_CHUNK = (
+    256  # attempts per sandbox batch (and per commit): big enough that one slow job rarely idles a worker
+)
 # Settings that decide the model's answers: a run directory cannot be resumed with different ones.
 GENERATION_KEYS = ("llm", "model", "seed", "temperature", "max_new_tokens")
 REQUEST_LOG_ENV = "CODEFLOW_REQUEST_LOG"  # append each request hash before it is sent (audit, tests)
@@ -485,8 +487,11 @@ class Builder:
 
     # -- stages 4-7 ---------------------------------------------------------------------------------------
     def pair_filter_export(self) -> dict:
+        t0 = time.perf_counter()
         from codeflow import __version__
-        from codeflow.diff import diff_code
+        from codeflow.diff import diff_code  # tree-sitter's start-up is the diff engine's cost
+
+        self.timings.diff += time.perf_counter() - t0
 
         config = self.config
         states = load_states(self.db)
@@ -649,6 +654,7 @@ class BuildResult:
     verdicts: Counter
     pairs: int
     requests_sent: int
+    sandbox_jobs: int  # all jobs this run sent to the sandbox, the simulate backend's bug checks included
     timings: dict
     pairs_path: Path
 
@@ -688,6 +694,7 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
             verdicts=Counter(v[0] for v in verdicts.values()),
             pairs=sum(1 for v in verdicts.values() if v[0] == "kept"),
             requests_sent=builder.sent,
+            sandbox_jobs=executor.executions,
             timings=timings,
             pairs_path=pairs_path,
         )

@@ -1,0 +1,98 @@
+"""Throughput of `codeflow build --llm simulate` and where its wall time goes.
+
+Generates N problems from the shipped examples (each copy gets its own id, hence its own bugs), builds them
+with the simulate backend and the real sandbox, and prints problems/s and the share of wall time spent in the
+sandbox, the backend, the diff engine and the database. The named alternative, measured in the same run: the
+same sandbox jobs (every executed attempt) sent straight to `Sandbox.run_many` in one batch, with no pipeline
+around them. Then a no-op rerun (resume) of the finished build.
+
+    python benchmarks/pipeline_bench.py --problems 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from codeflow.pipeline.build import BuildConfig, build
+from codeflow.pipeline.execute import jobs_for
+from codeflow.pipeline.problems import load_problems
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_problems(n: int, path: Path) -> None:
+    examples = [json.loads(line) for line in (ROOT / "examples/problems.jsonl").read_text().splitlines()]
+    examples = [e for e in examples if e.get("tests")]
+    with path.open("w") as f:
+        for i in range(n):
+            row = dict(examples[i % len(examples)])
+            row["id"] = f"{row['id']}_{i}"
+            row["instruction"] = f"(variant {i}) " + row["instruction"]
+            f.write(json.dumps(row) + "\n")
+
+
+def bare_sandbox_seconds(run_dir: Path, problems_path: Path, timeout_s: float) -> tuple[float, int]:
+    """Run every attempt the build executed again, straight through the sandbox, as one batch."""
+    from sandbox import Job, Limits, Sandbox
+
+    problems = {p.id: p for p in load_problems(problems_path).problems}
+    conn = sqlite3.connect(run_dir / "codeflow.db")
+    rows = conn.execute("SELECT problem_id, code, tests FROM attempts WHERE answer_kind = 'code'").fetchall()
+    conn.close()
+    jobs = [Job(**k) for pid, code, tests in rows for k in jobs_for(problems[pid], code, json.loads(tests))]
+    with Sandbox(limits=Limits(timeout_s=timeout_s, memory_mb=1024)) as sb:
+        t0 = time.perf_counter()
+        sb.run_many(jobs)
+        return time.perf_counter() - t0, len(jobs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=300)
+    parser.add_argument("--exec-timeout", type=float, default=2.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        problems = tmp / "problems.jsonl"
+        make_problems(args.problems, problems)
+        config = BuildConfig(
+            problems=str(problems), out=str(tmp / "run"), exec_timeout_s=args.exec_timeout, progress=False
+        )
+        result = build(config)
+        t = result.timings
+        wall = t["wall"]
+        conn = sqlite3.connect(tmp / "run" / "codeflow.db")
+        executions = conn.execute("SELECT COUNT(*) FROM executions").fetchone()[0]
+        conn.close()
+        t0 = time.perf_counter()
+        resumed = build(config)
+        resume_s = time.perf_counter() - t0
+        bare_s, bare_jobs = bare_sandbox_seconds(tmp / "run", problems, args.exec_timeout)
+
+    other = wall - t["sandbox"] - t["backend"]
+    print(
+        f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min), "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"simulate build: {result.problems} problems, {result.pairs} pairs, {executions} attempt jobs + "
+        f"{result.sandbox_jobs - executions} simulate bug-check jobs in {wall:.2f} s = {result.problems / wall:.1f} problems/s"
+    )
+    for part in ("sandbox", "backend", "diff", "database"):
+        print(f"  {part:<9} {t[part]:7.2f} s  {t[part] / wall:6.1%}")
+    print(f"  outside sandbox and backend: {other:.2f} s = {other / wall:.1%} of wall (goal < 10%)")
+    print(
+        f"bare sandbox, same {bare_jobs} attempt jobs in one run_many: {bare_s:.2f} s "
+        f"-> pipeline wall / bare sandbox = {wall / bare_s:.2f}x"
+    )
+    print(f"no-op resume of the finished build: {resume_s:.2f} s ({resumed.requests_sent} requests sent)")
+
+
+if __name__ == "__main__":
+    main()
