@@ -241,8 +241,10 @@ def ours(pairs, tokenizer) -> list[tuple[list[bool], list[bool]]]:
     masks = []
     for rejected, chosen in pairs:
         d = diff_code(rejected, chosen)
-        rejected_offsets = tokenizer(rejected, return_offsets_mapping=True)["offset_mapping"]
-        chosen_offsets = tokenizer(chosen, return_offsets_mapping=True)["offset_mapping"]
+        # one tokenizer call for both sides, as a trainer's collator would make
+        rejected_offsets, chosen_offsets = tokenizer([rejected, chosen], return_offsets_mapping=True)[
+            "offset_mapping"
+        ]
         masks.append(
             (
                 spans_to_token_mask(rejected_offsets, d.before_spans),
