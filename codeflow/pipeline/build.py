@@ -91,7 +91,7 @@ class Progress:
             return _NullBar()
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit="pb", file=sys.stderr, dynamic_ncols=True, leave=True)
+        return tqdm(total=total, desc=desc, unit="problem", file=sys.stderr, dynamic_ncols=True, leave=True)
 
 
 class _NullBar:

@@ -29,14 +29,15 @@ def pass_rate_by_iteration(first_pass: list[int | None], attempted: int, max_ite
     ]
 
 
-def funnel(verdicts: Counter) -> list[dict]:
+def funnel(verdicts: Counter, judge: bool = True) -> list[dict]:
     """Pair candidates through each filter stage; every stage's input = its drops + its output."""
     remaining = sum(n for reason, n in verdicts.items() if reason not in ("first_try", "no_failing_code"))
     rows = [{"stage": "pair candidates (passed after a failure)", "count": remaining, "dropped": {}}]
     for stage, reasons in FUNNEL:
         dropped = {r: verdicts[r] for r in reasons if verdicts.get(r)}
         remaining -= sum(dropped.values())
-        rows.append({"stage": f"after {stage}", "count": remaining, "dropped": dropped})
+        off = " (off: --judge not given)" if stage == "LLM judge" and not judge else ""
+        rows.append({"stage": f"after {stage}{off}", "count": remaining, "dropped": dropped})
     return rows
 
 
@@ -94,7 +95,7 @@ def collect(run_dir: str | Path) -> dict:
         "outcomes": dict(statuses),
         "pass_rate_by_iteration": pass_rate_by_iteration(first_pass, attempted, max_it),
         "attempts": dict(attempt_kinds),
-        "funnel": funnel(verdicts),
+        "funnel": funnel(verdicts, judge=bool(config.get("judge"))),
         "no_pair": {k: verdicts[k] for k in ("first_try", "no_failing_code") if verdicts.get(k)},
         "contaminated_by_benchmark": dict(contaminated),
         "pairs": len(pairs),
