@@ -21,3 +21,17 @@ def test_tiny_model_loads_and_runs(tiny_model_dir, test_tokenizer):
     logits = model(ids).logits
     assert logits.shape == (1, ids.shape[1], len(test_tokenizer))
     assert torch.isfinite(logits).all()
+
+
+def test_tokenizer_loads_the_same_alone_and_beside_the_tiny_model(test_tokenizer, tiny_model_dir):
+    # transformers picks the tokenizer class from a model's config; masks built with the fixture tokenizer must
+    # line up with the ids the model directory's tokenizer produces.
+    from transformers import AutoTokenizer
+
+    beside_model = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "def f(a, b=12345):\n    return a + b  # naïve 😀 中文\n"
+    alone = test_tokenizer(text, return_offsets_mapping=True)
+    loaded = beside_model(text, return_offsets_mapping=True)
+    assert type(beside_model) is type(test_tokenizer)
+    assert alone["input_ids"] == loaded["input_ids"]
+    assert alone["offset_mapping"] == loaded["offset_mapping"]
