@@ -16,18 +16,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, help="run directory (holds codeflow.db and pairs.jsonl)")
     b.add_argument("--llm", choices=["simulate", "openai", "transformers"], default="simulate")
     b.add_argument("--model", default="", help="model name at the endpoint, or a local path / hub name")
-    b.add_argument("--base-url", default="http://localhost:8000/v1")
+    b.add_argument(
+        "--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible endpoint (openai)"
+    )
     b.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
     b.add_argument("--concurrency", type=int, default=8, help="requests in flight (openai)")
     b.add_argument("--request-timeout", type=float, default=120.0, help="seconds per HTTP request")
-    b.add_argument("--max-retries", type=int, default=6)
+    b.add_argument("--max-retries", type=int, default=6, help="retries per request after the first (openai)")
     b.add_argument("--rpm", type=float, default=None, help="client-side limit on requests per minute")
-    b.add_argument("--temperature", type=float, default=0.2)
+    b.add_argument("--temperature", type=float, default=0.2, help="sampling temperature")
     b.add_argument("--max-new-tokens", type=int, default=2048, help="answer length limit per request")
     b.add_argument("--max-iterations", type=int, default=5, help="refinements after the first attempt")
-    b.add_argument("--negative", choices=["random", "first", "last"], default="random")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--granularity", default="statement", help="diff granularity passed to codeflow.diff")
+    b.add_argument(
+        "--negative",
+        choices=["random", "first", "last"],
+        default="random",
+        help="which failing version becomes the rejected side (random is seeded by --seed)",
+    )
+    b.add_argument(
+        "--seed", type=int, default=0, help="seeds sampling, simulate's bugs and --negative random"
+    )
+    b.add_argument(
+        "--granularity",
+        choices=["statement", "node", "token", "line"],
+        default="statement",
+        help="what D+ / D- mark: changed statements, AST nodes, tokens or lines",
+    )
     b.add_argument("--max-diff-lines", type=int, default=20, help="drop pairs whose D- spans more lines")
     b.add_argument(
         "--max-tokens", type=int, default=2048, help="drop pairs with a side over this many tokens"
@@ -43,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, default=None, help="sandbox worker processes")
     b.add_argument("--exec-timeout", type=float, default=10.0, help="seconds per sandbox run")
     b.add_argument("--memory-mb", type=int, default=1024, help="memory limit per sandbox run")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     b.set_defaults(func=run_build)
 
     s = subparsers.add_parser(
