@@ -46,6 +46,7 @@ SCRIPTS = {
         ],
         3,
     ),
+    "[notests]": (False, [answer(solution(GOOD)), answer(solution(GOOD, TESTS))], 2),  # first lacks tests
     "[stuck]": (True, [answer(solution(BAD))], 3),  # max_iterations=2: three attempts, all failing
 }
 EXPECTED = {
@@ -55,6 +56,7 @@ EXPECTED = {
     "[garbled]": ("passed", 0),
     "[cut]": ("passed", 1),
     "[gen]": ("passed", 2),
+    "[notests]": ("passed", 1),
     "[stuck]": ("exhausted", 2),
 }
 
@@ -110,6 +112,7 @@ def test_build_against_flaky_server_records_every_outcome_and_respects_retry_pol
         assert "http_5xx after 3 requests" in outcomes["down"]["reason"]
         assert kinds[("cut", 0)] == "truncated"
         assert kinds[("gen", 1)] == "tests_edited"
+        assert kinds[("notests", 0)] == "no_tests"
         assert usage["p"] > 0 and usage["c"] > 0
 
         # the refinement request carried the failing code, the frozen tests and the sandbox's verdict

@@ -392,19 +392,14 @@ class Builder:
     def _needs_attempt(self, state: ProblemState | None, it: int) -> bool:
         if state is None:
             return it == 0
-        return (
-            state.next_iteration == it
-            and not state.finished
-            and not state.unexecuted
-            and state.last["answer_kind"] != "no_tests"
-        )
+        return state.next_iteration == it and not state.finished and not state.unexecuted
 
     def _exhausted(self, state: ProblemState) -> bool:
         last = state.last
         return (
             last is not None
             and last["status"] not in (None, "passed")
-            and (state.next_iteration > self.config.max_iterations or last["answer_kind"] == "no_tests")
+            and state.next_iteration > self.config.max_iterations
         )
 
     def _execute(self, pids: list[str], states: dict[str, ProblemState]) -> None:
@@ -463,8 +458,6 @@ class Builder:
                 outcomes[pid] = ("passed", f"passed at iteration {s.last['iteration']}", s.last["iteration"])
             elif pid in self.llm_errors:
                 outcomes[pid] = ("llm_error", self.llm_errors[pid], s.last["iteration"] if s else None)
-            elif s and s.last["answer_kind"] == "no_tests":
-                outcomes[pid] = ("no_tests", "the generation answer had no test file", s.last["iteration"])
             elif s and self._exhausted(s):
                 outcomes[pid] = (
                     "exhausted",

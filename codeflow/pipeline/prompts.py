@@ -79,6 +79,8 @@ def feedback_text(
         return "Your previous answer was cut off at the token limit. Answer again, more concisely."
     if answer_kind == "no_code":
         return "Your previous answer contained no Python code block."
+    if answer_kind == "no_tests":
+        return f"Your previous answer had no test file. Give both {SOLUTION_FILE} and {TEST_FILE}."
     if answer_kind == "tests_edited":
         return "Your previous answer changed the tests. The tests are fixed: change only the solution."
     lines = [f"Status: {status}" + (f" ({error_type})" if error_type else "")]
