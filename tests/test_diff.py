@@ -291,3 +291,21 @@ def test_rename_inside_a_comprehension_and_a_nested_function_is_rename_only():
     before = "def f(xs):\n    def g(v):\n        return v * 2\n    return [g(i) for i in xs]\n"
     after = "def f(xs):\n    def double(w):\n        return w * 2\n    return [double(k) for k in xs]\n"
     assert diff_code(before, after).kind == "rename_only"
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "def f(xs):\n    for item in xs:\n        print(item)\n",
+        "def f(path):\n    with open(path) as item:\n        return item.read()\n",
+        "def f(g):\n    try:\n        g()\n    except ValueError as item:\n        print(item)\n",
+        "def f(xs):\n    return sorted(xs, key=lambda item: -item)\n",
+        "def f(xs):\n    if (item := len(xs)) > 2:\n        return item\n",
+        "def f(*item, **kw):\n    return item, kw\n",
+        "def f(xs):\n    first, *item = xs\n    return item\n",
+        "def f():\n    import numpy as item\n    return item.zeros(2)\n",
+    ],
+)
+def test_renaming_a_local_bound_in_any_way_is_rename_only(before):
+    assert "item" in before
+    assert diff_code(before, before.replace("item", "entry")).kind == "rename_only"

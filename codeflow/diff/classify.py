@@ -68,18 +68,72 @@ def _number(text: bytes) -> object:
         return text
 
 
-def _maybe_rename(before: ParsedCode, after: ParsedCode) -> bool:
-    """Same leaves at the same positions, except identifiers (at the same depth) that got other names.
+# Parents of an identifier that may bind it (assignment targets, parameters, loop and `as` targets, imports,
+# definitions, patterns). Loose on purpose: `x = y` puts both names under `assignment`; the AST decides.
+_BINDING_PARENTS = frozenset(
+    {
+        "parameters",
+        "lambda_parameters",
+        "default_parameter",
+        "typed_parameter",
+        "typed_default_parameter",
+        "list_splat_pattern",
+        "dictionary_splat_pattern",
+        "assignment",
+        "augmented_assignment",
+        "pattern_list",
+        "tuple_pattern",
+        "list_pattern",
+        "tuple",
+        "for_statement",
+        "for_in_clause",
+        "as_pattern",
+        "as_pattern_target",
+        "aliased_import",
+        "dotted_name",
+        "function_definition",
+        "class_definition",
+        "named_expression",
+        "splat_pattern",
+        "keyword_pattern",
+        "case_pattern",
+        "global_statement",
+        "nonlocal_statement",
+    }
+)
 
-    Whether the renaming is consistent and touches only locals is left to the AST comparison: the same name
-    can be a local in one place and an attribute or a keyword argument in another.
+
+def _maybe_rename(before: ParsedCode, after: ParsedCode) -> bool:
+    """Same leaves at the same positions, except identifiers (same depth) renamed to names bound in the code.
+
+    A name that is never bound (a called global such as `sorted`) cannot be a renamed local. Whether the
+    renaming is consistent and touches only locals is left to the AST comparison: the same name can be a
+    local in one place and an attribute or a keyword argument in another.
     """
     if len(before.keys) != len(after.keys):
         return False
-    return all(
-        kb[0] == ka[0] and kb[2] == ka[2] and (kb[1] == ka[1] or kb[0] == "identifier")
-        for kb, ka in zip(before.keys, after.keys, strict=True)
-    )
+    renamed_before: set[bytes] = set()
+    renamed_after: set[bytes] = set()
+    for (type_b, text_b, depth_b), (type_a, text_a, depth_a) in zip(before.keys, after.keys, strict=True):
+        if type_b != type_a or depth_b != depth_a:
+            return False
+        if text_b != text_a:
+            if type_b != "identifier":
+                return False
+            renamed_before.add(text_b)
+            renamed_after.add(text_a)
+    return _all_bound(before, renamed_before) and _all_bound(after, renamed_after)
+
+
+def _all_bound(parsed: ParsedCode, names: set[bytes]) -> bool:
+    unbound = set(names)
+    for (leaf_type, text, _), node in zip(parsed.keys, parsed.nodes, strict=True):
+        if leaf_type == "identifier" and text in unbound and node.parent is not None:
+            if node.parent.type in _BINDING_PARENTS:
+                unbound.discard(text)
+                if not unbound:
+                    return True
+    return not unbound
 
 
 def _non_code_kind(before: ParsedCode, after: ParsedCode) -> str:
