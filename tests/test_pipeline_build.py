@@ -155,3 +155,49 @@ def test_judge_requests_are_cached_across_reruns(demo_run, tmp_path):
     assert judged.pairs == result.pairs  # simulate's judge calls every AST change functional
     again = build(BuildConfig(problems=EXAMPLES, out=str(copy), judge=True, progress=False))
     assert again.requests_sent == 0
+
+
+def test_filters_and_decontamination_rerun_on_a_finished_build_and_the_funnel_adds_up(demo_run, tmp_path):
+    from codeflow.diff import diff_code
+    from codeflow.pipeline.filters import rejected_diff_lines
+    from codeflow.pipeline.stats import collect
+
+    out, result = demo_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    fence = len("```python\n")
+    d_minus = {
+        p["problem_id"]: rejected_diff_lines(diff_code(p["rejected"][fence:-3], p["chosen"][fence:-3]))
+        for p in _pairs(out)
+    }
+    assert any(n > 1 for n in d_minus.values()) and any(n <= 1 for n in d_minus.values())
+    leaked_id = next(pid for pid, n in d_minus.items() if n <= 1)
+    leaked = next(p for p in load_problems(EXAMPLES).problems if p.id == leaked_id)
+    bench = tmp_path / "leaky_bench.jsonl"
+    bench.write_text(json.dumps({"question": leaked.instruction}) + "\n")
+
+    rerun = build(
+        BuildConfig(problems=EXAMPLES, out=str(copy), decontam=[str(bench)], max_diff_lines=1, progress=False)
+    )
+    assert rerun.requests_sent == 0  # only the later stages ran again
+    db = RunDB(copy / "codeflow.db")
+    try:
+        verdicts = {r["problem_id"]: (r["stage"], r["reason"]) for r in db.query("SELECT * FROM verdicts")}
+    finally:
+        db.close()
+    for pid, n in d_minus.items():
+        stage, reason = verdicts[pid]
+        if n > 1:
+            assert stage == "diff_too_long"
+        elif pid == leaked_id:
+            assert stage == "contaminated" and reason.startswith("leaky_bench: ")
+        else:
+            assert stage == "kept"
+
+    stats = collect(copy)
+    assert stats["contaminated_by_benchmark"] == {"leaky_bench": 1}
+    funnel = stats["funnel"]
+    for before, after in zip(funnel, funnel[1:], strict=False):
+        assert before["count"] - sum(after["dropped"].values()) == after["count"]
+    assert funnel[0]["count"] == result.pairs and funnel[-1]["count"] == rerun.pairs == stats["pairs"]
+    assert len(_pairs(copy)) == rerun.pairs == sum(1 for n in d_minus.values() if n <= 1) - 1
