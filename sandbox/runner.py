@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import ast
 import builtins
+import ctypes
+import functools
+import gc
 import json
 import operator
 import os
@@ -60,12 +63,9 @@ class TamperingDetected(BaseException):
     """Raised by the guards; a BaseException so that `except Exception` in the tests cannot swallow it."""
 
 
-class _State:
-    """Per-run facts the guards need; lives in the runner module, reset in each child."""
-
-    code_module = "solution"
-    tampering: list[str] = []
-    asserts_run = 0
+# Per-run facts the guards need, reset in each child. A dict whose *contents* change, so that the watched
+# module and class dictionaries themselves never change during an honest run.
+_RUN: dict[str, Any] = {"code_module": "solution", "tampering": [], "asserts": 0}
 
 
 def _walk(x: Any, budget: list[int]):
@@ -89,14 +89,15 @@ def _is_plain(x: Any) -> bool:
 
 def _is_foreign(x: Any) -> bool:
     """True if x holds a value whose class was defined by the untrusted code (it may lie when compared)."""
-    return any(getattr(_type(v), "__module__", None) == _State.code_module for v in _walk(x, [10000]))
+    module = _RUN["code_module"]
+    return any(getattr(_type(v), "__module__", None) == module for v in _walk(x, [10000]))
 
 
 def check_operands(a: Any, b: Any) -> None:
     """Reject comparing a value built by the tests (plain data) with an object the code defined."""
     if (_is_foreign(a) and _is_plain(b)) or (_is_foreign(b) and _is_plain(a)):
         reason = f"compared a {_type(a).__name__} from the code with plain data; its comparison may lie"
-        _State.tampering.append(reason)
+        _RUN["tampering"].append(reason)
         raise TamperingDetected(reason)
 
 
@@ -106,7 +107,7 @@ def guarded_compare(op_index: int, a: Any, b: Any) -> Any:
 
 
 def count_assert() -> None:
-    _State.asserts_run += 1
+    _RUN["asserts"] += 1
 
 
 class _GuardTests(ast.NodeTransformer):
@@ -177,42 +178,59 @@ def install_unittest_guards() -> None:
             setattr(unittest.TestCase, name, _guarded_assert(original))
 
 
-def _snapshot_targets() -> list[tuple[str, dict]]:
-    mods = [
-        builtins,
-        unittest,
-        unittest.case,
-        unittest.result,
-        unittest.suite,
-        unittest.loader,
-        sys.modules[__name__],
-    ]
+def _watched_dicts() -> list[tuple[str, dict]]:
+    """The namespaces whose change means tampering: builtins, unittest's machinery and this runner."""
+    mods = [builtins, unittest.case, unittest.result, unittest.suite, unittest.loader, sys.modules[__name__]]
     targets = [(m.__name__, vars(m)) for m in mods]
-    for cls in (
-        unittest.TestCase,
-        unittest.TestResult,
-        unittest.TestSuite,
-        unittest.TestLoader,
-        _Recorder,
-        _State,
-    ):
-        targets.append((cls.__qualname__, vars(cls)))
+    for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader, _Recorder):
+        # A class's attributes live in a real dict behind its read-only mappingproxy.
+        targets.append((cls.__qualname__, gc.get_referents(cls.__dict__)[0]))
     return targets
 
 
-def take_snapshot() -> list[tuple[str, dict, dict]]:
-    return [(name, d, {k: _id(v) for k, v in list(d.items())}) for name, d in _snapshot_targets()]
+def _version_reader():
+    """CPython keeps a version tag in every dict (PEP 509) that changes on each modification.
+
+    Reading it touches no object in the watched dicts, so the forked child stays cheap (no copy-on-write
+    faults). The layout is checked on a probe dict first; None if this interpreter does not behave so.
+    """
+    try:
+        offset = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # after ob_refcnt, ob_type, ma_used
+
+        def read(d: dict) -> int:
+            return ctypes.c_uint64.from_address(_id(d) + offset).value
+
+        probe, other = {"a": 1}, {}
+        before = read(probe)
+        probe["a"] = 2
+        after = read(probe)
+        other["b"] = 1
+        if sys.implementation.name == "cpython" and before != after and read(probe) == after:
+            return read
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None
 
 
-def tampered(snapshot: list[tuple[str, dict, dict]]) -> list[str]:
-    """Names changed since the snapshot (existing entries replaced or removed; additions are harmless)."""
+_read_version = _version_reader()
+
+
+def take_snapshot() -> list[tuple[str, dict, Any]]:
+    """Taken once in the fork server; every forked job compares against it."""
+    if _read_version is not None:
+        return [(name, d, _read_version(d)) for name, d in _watched_dicts()]
+    return [(name, d, {k: _id(v) for k, v in list(d.items())}) for name, d in _watched_dicts()]
+
+
+def tampered(snapshot: list[tuple[str, dict, Any]]) -> list[str]:
+    """Names of watched namespaces changed since the snapshot, and installed trace hooks."""
     reasons = []
-    for name, d, ids in snapshot:
-        for key, ident in ids.items():
-            if key in ("tampering", "asserts_run"):
-                continue
-            if key not in d or _id(d[key]) != ident:
-                reasons.append(f"{name}.{key} was replaced")
+    for name, d, seen in snapshot:
+        if _read_version is not None:
+            if _read_version(d) != seen:
+                reasons.append(f"{name} was modified")
+        elif any(k not in d or _id(d[k]) != ident for k, ident in seen.items()):
+            reasons.append(f"{name} was modified")
     if _gettrace() is not None or _getprofile() is not None or threading._trace_hook is not None:
         reasons.append("a trace or profile hook was installed")
     return reasons
@@ -338,49 +356,61 @@ def _exec_code(code: str, path: str, namespace: dict, report: dict, exit_ok: boo
     return True
 
 
+@functools.lru_cache(maxsize=512)
+def compile_tests(tests: str, path: str, style: str) -> tuple[tuple, dict | None]:
+    """The guarded test code, compiled once per distinct test source in the fork server.
+
+    Script tests become one code object per top-level statement, so the report can say how far they got.
+    Returns (code objects, None) or ((), description of the SyntaxError).
+    """
+    try:
+        tree = ast.parse(tests, path)
+    except SyntaxError as exc:
+        return (), describe_exception(exc)
+    if style == "unittest":
+        return (compile(guard_tests(tree), path, "exec"),), None
+    return tuple(compile(guard_tests(ast.Module([s], [])), path, "exec") for s in tree.body), None
+
+
 def _run_script(spec: dict, report: dict) -> None:
     namespace = {"__name__": spec["module_name"], "__builtins__": builtins, "__file__": spec["code_path"]}
     if not _exec_code(spec["code"], spec["code_path"], namespace, report):
         return
     report["phase"] = "tests"
-    try:
-        tree = ast.parse(spec["tests"], spec["tests_path"])
-    except SyntaxError as exc:
-        report.update(phase="tests_compile", exception=describe_exception(exc))
+    statements, error = spec["compiled_tests"]
+    if error is not None:
+        report.update(phase="tests_compile", exception=error)
         return
-    # One top-level statement at a time, so the report says how far the tests got.
-    for statement in tree.body:
+    for statement in statements:
         _install_guard_names(namespace)
         try:
-            exec(compile(guard_tests(ast.Module([statement], [])), spec["tests_path"], "exec"), namespace)
+            exec(statement, namespace)
         except BaseException as exc:  # noqa: BLE001 - a failing or hostile test is a result
             report["exception"] = describe_exception(exc)
             return
         report["statements"] += 1
 
 
-def _load_module(name: str, source: str, path: str, tree: ast.Module | None, report: dict) -> Any:
+def _load_module(name: str, path: str) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__file__ = path
     sys.modules[name] = module
-    if tree is None:
-        return module if _exec_code(source, path, vars(module), report) else None
-    _install_guard_names(vars(module))
-    exec(compile(tree, path, "exec"), vars(module))
     return module
 
 
 def _run_unittest(spec: dict, report: dict) -> None:
-    if _load_module(spec["module_name"], spec["code"], spec["code_path"], None, report) is None:
+    solution = _load_module(spec["module_name"], spec["code_path"])
+    if not _exec_code(spec["code"], spec["code_path"], vars(solution), report):
         return
     report["phase"] = "tests"
-    try:
-        tree = guard_tests(ast.parse(spec["tests"], spec["tests_path"]))
-    except SyntaxError as exc:
-        report.update(phase="tests_compile", exception=describe_exception(exc))
+    compiled, error = spec["compiled_tests"]
+    if error is not None:
+        report.update(phase="tests_compile", exception=error)
         return
     try:
-        module = _load_module("test_" + spec["module_name"], spec["tests"], spec["tests_path"], tree, report)
+        module = _load_module("test_" + spec["module_name"], spec["tests_path"])
+        _install_guard_names(vars(module))
+        exec(compiled[0], vars(module))
         suite = unittest.TestLoader().loadTestsFromModule(module)
         recorder = _Recorder()
         suite.run(recorder)
@@ -388,7 +418,6 @@ def _run_unittest(spec: dict, report: dict) -> None:
         report["exception"] = describe_exception(exc)
         return
     report["unittest"] = recorder.outcomes
-    report["statements"] = _len(tree.body)
 
 
 def _run_stdio(spec: dict, report: dict) -> None:
@@ -399,21 +428,23 @@ def _run_stdio(spec: dict, report: dict) -> None:
 _STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}
 
 
-def execute(spec: dict, result_fd: int) -> NoReturn:
-    """Run one job in this (already isolated) child and report to `result_fd`; never returns."""
+def execute(spec: dict, result_fd: int, snapshot: list) -> NoReturn:
+    """Run one job in this (already isolated) child and report to `result_fd`; never returns.
+
+    `snapshot` is `take_snapshot()` from the fork server, before any untrusted code existed.
+    """
     nonce = spec.pop("nonce")
     owner = _getpid()
-    _State.code_module = spec["module_name"]
-    _State.tampering = []
-    _State.asserts_run = 0
+    _RUN.update(code_module=spec["module_name"], tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
-    snapshot = take_snapshot()
+    if _read_version is None:
+        snapshot = take_snapshot()  # identity snapshot: must be taken in this process
     try:
         _STYLE_RUNNERS[spec["style"]](spec, report)
     except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt raised inside a guard
         report["exception"] = describe_exception(exc)
     _flush_std()
-    report["tampering"] = _State.tampering + tampered(snapshot)
-    report["asserts"] = _State.asserts_run
+    report["tampering"] = _RUN["tampering"] + tampered(snapshot)
+    report["asserts"] = _RUN["asserts"]
     report["done"] = True
     _send(result_fd, nonce, report, owner)

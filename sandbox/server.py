@@ -10,6 +10,7 @@ cannot affect the next.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -52,6 +53,10 @@ PRELOAD = (
     "io",
     "traceback",
 )
+
+
+# The watched namespaces as they were before any untrusted code existed (set in main()).
+SNAPSHOT: list = []
 
 
 @dataclass
@@ -173,13 +178,13 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     os.chdir(run_dir)
     sys.path[:] = [run_dir] + [p for p in sys.path if p and os.path.isabs(p)]
     sys.argv = [spec["code_path"]]
+    # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
+    # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     import random
 
     random.seed()
-    runner.execute(spec, RESULT_FD)
+    runner.execute(spec, RESULT_FD, SNAPSHOT)
 
 
 class _Capture:
@@ -199,13 +204,21 @@ class _Capture:
 
 
 def _prepare_run_dir(spec: dict, config: WorkerConfig) -> str:
-    run_dir = tempfile.mkdtemp(prefix="run-", dir="/tmp" if config.private_tmp else None)
+    # A private /tmp is emptied after every job, so the same path serves each run (and keeps compiled tests
+    # cacheable, since their file name is part of the code object).
+    if config.private_tmp:
+        run_dir = "/tmp/run"
+        os.mkdir(run_dir, 0o700)
+    else:
+        run_dir = tempfile.mkdtemp(prefix="sandbox-run-")
     spec["run_dir"] = run_dir
     spec["code_path"] = os.path.join(run_dir, spec["module_name"] + ".py")
     spec["tests_path"] = os.path.join(run_dir, "test_" + spec["module_name"] + ".py")
     files = [(spec["code_path"], spec["code"])]
     if spec.get("tests") is not None:
         files.append((spec["tests_path"], spec["tests"]))
+    if spec.get("tests") is not None and spec["style"] != "stdio":
+        spec["compiled_tests"] = runner.compile_tests(spec["tests"], spec["tests_path"], spec["style"])
     for path, text in files:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
@@ -370,6 +383,8 @@ def _supervise(deadline: float, out, err, report, pid: int, config: WorkerConfig
             and select.select([p.fd], [], [], max(drain_until - time.monotonic(), 0))[0]
         ):
             p.read()
+    if kill_reason is None and (out.overflow or err.overflow):
+        kill_reason = "output_limit"  # it exited before the server noticed; the cap was still exceeded
     return kill_reason, status, (usage.ru_utime + usage.ru_stime) * 1000
 
 
@@ -380,6 +395,10 @@ def main() -> None:
     for name in PRELOAD:
         __import__(name)
     runner.install_unittest_guards()
+    SNAPSHOT[:] = runner.take_snapshot()
+    # Move everything imported so far out of the collector's reach: forked jobs then do not touch (and copy)
+    # those pages when they collect garbage.
+    gc.freeze()
     out = sys.stdout.buffer
     out.write(json.dumps({"ready": True, "isolation": config.isolation}).encode() + b"\n")
     out.flush()

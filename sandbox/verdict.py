@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import functools
 import json
 import os
 import signal
@@ -52,6 +53,7 @@ def unittest_test_ids(tests: str) -> set[str]:
     return {f"{c}.{m}" for c in classes if is_test_case(c) for m in methods(c)}
 
 
+@functools.lru_cache(maxsize=512)
 def expected_tests(style: str, tests: str | None, module_name: str) -> dict:
     """What the parent requires to have run: top-level test statements, or named unittest tests."""
     if style == "script":
