@@ -60,6 +60,12 @@ COMPOUND_STATEMENTS = frozenset(
         "case_clause",
     }
 )
+_BLOCK, _SIMPLE, _COMPOUND = "block", "simple", "compound"
+_ENTERING = (
+    {"block": _BLOCK}
+    | dict.fromkeys(SIMPLE_STATEMENTS, _SIMPLE)
+    | dict.fromkeys(COMPOUND_STATEMENTS, _COMPOUND)
+)
 # Blocks whose first statement, when it is a lone string, is a docstring (as `ast.get_docstring` sees it).
 _DOC_OWNERS = frozenset({"function_definition", "class_definition"})
 _STRINGS = frozenset({"string", "concatenated_string"})
@@ -130,15 +136,8 @@ def parse_code(text: str) -> ParsedCode:
     root = tree.root_node
     parsed = ParsedCode(text=text, parse_ok=not root.has_error, line_starts=line_starts(text))
 
-    keys, starts, ends, stmt_starts, stmt_ends, nodes = (
-        parsed.keys,
-        parsed.starts,
-        parsed.ends,
-        parsed.stmt_starts,
-        parsed.stmt_ends,
-        parsed.nodes,
-    )
     trivia = parsed.trivia
+    leaves: list[tuple[tuple[str, bytes, int], int, int, int, int, Node]] = []
     # The context of the current node: block depth, enclosing statement region (bytes), inside a docstring.
     # `saved` keeps the context of each open ancestor, restored on the way back up.
     depth, region_start, region_end, in_doc = 0, 0, len(data), False
@@ -149,13 +148,14 @@ def parse_code(text: str) -> ParsedCode:
         typ = node.type
         if typ not in _ATOMIC and cursor.goto_first_child():
             saved.append((depth, region_start, region_end, in_doc))
-            if typ == "block":
+            entering = _ENTERING.get(typ)
+            if entering is _BLOCK:
                 depth += 1
-            elif typ in SIMPLE_STATEMENTS:
+            elif entering is _SIMPLE:
                 region_start, region_end = node.start_byte, node.end_byte
                 if typ == "expression_statement" and _is_docstring(node):
                     in_doc = True
-            elif typ in COMPOUND_STATEMENTS:
+            elif entering is _COMPOUND:
                 region_start, region_end = node.start_byte, _header_end(node)
             continue
         start, end = node.start_byte, node.end_byte
@@ -166,14 +166,19 @@ def parse_code(text: str) -> ParsedCode:
         elif in_doc:
             trivia.append(("docstring", data[start:end]))
         elif end > start:  # MISSING nodes are zero-width; the parse is already marked not ok
-            keys.append((typ, data[start:end], depth))
-            starts.append(start)
-            ends.append(end)
-            stmt_starts.append(region_start)
-            stmt_ends.append(region_end)
-            nodes.append(node)
+            leaves.append(((typ, data[start:end], depth), start, end, region_start, region_end, node))
         while not cursor.goto_next_sibling():
             if not cursor.goto_parent():
+                if leaves:
+                    columns = [list(column) for column in zip(*leaves, strict=True)]
+                    (
+                        parsed.keys,
+                        parsed.starts,
+                        parsed.ends,
+                        parsed.stmt_starts,
+                        parsed.stmt_ends,
+                        parsed.nodes,
+                    ) = columns
                 _to_chars(parsed, data)
                 return parsed
             depth, region_start, region_end, in_doc = saved.pop()

@@ -7,7 +7,7 @@ it lands in did change, so `statement` and `node` mark it there too.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from codeflow.diff.line import merge_spans
@@ -37,11 +37,14 @@ def statement_spans(side: Side, other: Side) -> list[Span]:
     A statement also counts as changed when its counterpart on the other side has changed leaves.
     """
     parsed = side.parsed
-    regions = {(parsed.stmt_starts[i], parsed.stmt_ends[i]) for i in side.changed}
-    other_changed_regions = {other.parsed.region(i) for i in other.changed}
-    for k, partner in enumerate(other.partner):
-        if partner >= 0 and other.parsed.region(k) in other_changed_regions:
-            regions.add(parsed.region(partner))
+    regions = {parsed.region(i) for i in side.changed}
+    other_starts = other.parsed.starts
+    for region_start, region_end in {other.parsed.region(i) for i in other.changed}:
+        # the other side's leaves inside that changed statement, found by position (leaves are in text order)
+        for k in range(bisect_left(other_starts, region_start), bisect_left(other_starts, region_end)):
+            partner = other.partner[k]
+            if partner >= 0:
+                regions.add(parsed.region(partner))
     return merge_spans(list(regions))
 
 
