@@ -59,6 +59,9 @@ def _warn_once(missing: list[str]) -> None:
 
 
 HOME_DIRS = ("/root", "/home")
+# Sizes of a worker's private temporary filesystems (RAM-backed; emptied after every job).
+TMP_BYTES = 512 << 20
+SMALL_TMP_BYTES = 64 << 20
 
 
 def _inside(path: str, parent: str) -> bool:
@@ -110,9 +113,9 @@ def bwrap_command() -> list[str] | None:
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--perms", "1777", "--tmpfs", "/tmp",
-        "--perms", "1777", "--tmpfs", "/var/tmp",
-        "--perms", "1777", "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--size", str(TMP_BYTES), "--tmpfs", "/tmp",
+        "--perms", "1777", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/var/tmp",
+        "--perms", "1777", "--size", str(SMALL_TMP_BYTES), "--tmpfs", "/dev/shm",
         *homes, *shown,
         "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-pid",
         "--die-with-parent",

@@ -2,7 +2,8 @@
 
 The untrusted code shares this process, so the runner defends its verdict rather than trusting the process:
 - everything it needs later (os.write, os._exit, json) is captured at import, before any untrusted code runs;
-- the report carries a per-job nonce and is the only thing written to the result descriptor; garbage or a wrong
+- the report carries a per-job nonce, read from a pipe only after the tests ran (so it is in no Python object
+  while untrusted code runs), and is the only thing written to the result descriptor; garbage or a wrong
   nonce there is `tampering`, and a process that ends without a report never passes;
 - comparisons in the tests are rewritten to a guard that rejects values whose comparison methods were written by
   the untrusted code (always-equal objects, lying `str` subclasses);
@@ -34,6 +35,7 @@ _write = os.write
 _close = os.close
 _exit = os._exit
 _getpid = os.getpid
+_read = os.read
 _dumps = json.dumps
 _gettrace = sys.gettrace
 _getprofile = sys.getprofile
@@ -310,10 +312,13 @@ def describe_exception(exc: BaseException) -> dict:
     }
 
 
-def _send(fd: int, nonce: str, report: dict, owner: int) -> NoReturn:
+def _send(fd: int, nonce_fd: int, report: dict, owner: int) -> NoReturn:
     if _getpid() != owner:
         _exit(0)  # a process the code forked finished the tests too; only the job itself reports
-    report["nonce"] = nonce
+    try:
+        report["nonce"] = _read(nonce_fd, 64).decode()
+    except OSError:
+        report["nonce"] = ""  # the code closed or drained it: the server will see a wrong nonce
     data = REPORT_MAGIC + _dumps(report, default=str).encode()
     try:
         while data:
@@ -428,12 +433,12 @@ def _run_stdio(spec: dict, report: dict) -> None:
 _STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}
 
 
-def execute(spec: dict, result_fd: int, snapshot: list) -> NoReturn:
+def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoReturn:
     """Run one job in this (already isolated) child and report to `result_fd`; never returns.
 
-    `snapshot` is `take_snapshot()` from the fork server, before any untrusted code existed.
+    The report is signed with the nonce read from `nonce_fd` only after the tests ran. `snapshot` is
+    `take_snapshot()` from the fork server, before any untrusted code existed.
     """
-    nonce = spec.pop("nonce")
     owner = _getpid()
     _RUN.update(code_module=spec["module_name"], tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
@@ -447,4 +452,4 @@ def execute(spec: dict, result_fd: int, snapshot: list) -> NoReturn:
     report["tampering"] = _RUN["tampering"] + tampered(snapshot)
     report["asserts"] = _RUN["asserts"]
     report["done"] = True
-    _send(result_fd, nonce, report, owner)
+    _send(result_fd, nonce_fd, report, owner)

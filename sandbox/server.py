@@ -11,8 +11,10 @@ cannot affect the next.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import os
+import random
 import resource
 import secrets
 import select
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 from sandbox import linux, runner, verdict
 from sandbox.types import Limits
 
-RESULT_FD = 203
+# The job's report and nonce descriptors get random numbers below RLIMIT_NOFILE, so nothing can rely on
+# finding them at a fixed place.
+FD_RANGE = (10, 250)
 REPORT_CAP = 1 << 20
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
@@ -162,9 +166,15 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     os.dup2(fds["stdin"], 0)
     os.dup2(fds["out_w"], 1)
     os.dup2(fds["err_w"], 2)
-    os.dup2(fds["res_w"], RESULT_FD)
-    os.closerange(3, RESULT_FD)
-    os.closerange(RESULT_FD + 1, 1 << 16)
+    result_fd, nonce_fd = random.sample(range(*FD_RANGE), 2)
+    # Park both above the range first, so neither dup2 can overwrite the other's source.
+    res_parked = os.dup2(fds["res_w"], 1000)
+    nonce_parked = os.dup2(fds["nonce_r"], 1001)
+    os.dup2(res_parked, result_fd)
+    os.dup2(nonce_parked, nonce_fd)
+    keep = sorted({0, 1, 2, result_fd, nonce_fd})
+    for low, high in zip(keep, keep[1:] + [1 << 16], strict=True):
+        os.closerange(low + 1, high)
     os.setsid()  # its own session, so a kill of "its process group" cannot reach the server
     _set_rlimits(limits)
     if os.geteuid() == 0:
@@ -181,10 +191,8 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
     # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    import random
-
-    random.seed()
-    runner.execute(spec, RESULT_FD, SNAPSHOT)
+    random.seed()  # forked jobs would otherwise all draw the same "random" numbers
+    runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
 
 
 class _Capture:
@@ -290,9 +298,22 @@ def wipe(run_dir: str, config: WorkerConfig) -> None:
                     pass
 
 
+def _nonce_pipe() -> tuple[int, str]:
+    """A pipe holding a fresh nonce, and the nonce's SHA-256.
+
+    The runner reads the nonce only after the tests ran, and the server keeps only its hash: the job is a fork
+    of the server, so a nonce in any of the server's frames would be in the job's memory too.
+    """
+    read_end, write_end = os.pipe()
+    token = secrets.token_hex(16).encode()
+    os.write(write_end, token)
+    os.close(write_end)
+    return read_end, hashlib.sha256(token).hexdigest()
+
+
 def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
     """Run one job in a fresh child and return the Result as a dict."""
-    spec = dict(spec, nonce=secrets.token_hex(16))
+    spec = dict(spec)
     expected = verdict.expected_tests(spec["style"], spec.get("tests"), spec["module_name"])
     run_dir = _prepare_run_dir(spec, config)
     out_r, out_w = os.pipe()
@@ -302,7 +323,8 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
     if spec.get("stdin"):
         os.write(stdin, spec["stdin"].encode())
         os.lseek(stdin, 0, os.SEEK_SET)
-    fds = dict(out_w=out_w, err_w=err_w, res_w=res_w, stdin=stdin)
+    nonce_r, nonce_hash = _nonce_pipe()
+    fds = dict(out_w=out_w, err_w=err_w, res_w=res_w, stdin=stdin, nonce_r=nonce_r)
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -310,7 +332,7 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
             _job_child(spec, limits, config, fds)
         finally:
             os._exit(71)
-    for fd in (out_w, err_w, res_w, stdin):
+    for fd in (out_w, err_w, res_w, stdin, nonce_r):
         os.close(fd)
     out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
     report = _Capture(res_r, REPORT_CAP)
@@ -323,7 +345,7 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
         style=spec["style"],
         report=bytes(report.data),
         report_overflow=report.overflow,
-        nonce=spec["nonce"],
+        nonce_hash=nonce_hash,
         exit_status=exit_status,
         kill_reason=kill_reason,
         expected=expected,

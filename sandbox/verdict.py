@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import errno
 import functools
+import hashlib
 import json
 import os
 import signal
@@ -73,7 +74,7 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _parse_report(data: bytes, nonce: str) -> tuple[dict | None, str | None]:
+def _parse_report(data: bytes, nonce_hash: str) -> tuple[dict | None, str | None]:
     """(report, None), (None, None) for no report, or (None, reason) for a forged or corrupt one."""
     if not data:
         return None, None
@@ -83,8 +84,11 @@ def _parse_report(data: bytes, nonce: str) -> tuple[dict | None, str | None]:
         report = json.loads(data[len(REPORT_MAGIC) :])
     except ValueError:
         return None, "the result channel carried more than one report or a corrupt one"
-    if not isinstance(report, dict) or report.get("nonce") != nonce or report.get("done") is not True:
+    nonce = report.get("nonce") if isinstance(report, dict) else None
+    if not isinstance(nonce, str) or hashlib.sha256(nonce.encode()).hexdigest() != nonce_hash:
         return None, "a report with the wrong nonce was written to the result channel"
+    if report.get("done") is not True:
+        return None, "an incomplete report was written to the result channel"
     return report, None
 
 
@@ -153,7 +157,7 @@ def decide(
     style: str,
     report: bytes,
     report_overflow: bool,
-    nonce: str,
+    nonce_hash: str,
     exit_status: int | None,
     kill_reason: str | None,
     expected: dict,
@@ -172,7 +176,7 @@ def decide(
         }
     if report_overflow:
         return {"status": "tampering", "error_type": "Tampering", "message": "the result channel was flooded"}
-    parsed, forged = _parse_report(report, nonce)
+    parsed, forged = _parse_report(report, nonce_hash)
     if forged:
         return {"status": "tampering", "error_type": "Tampering", "message": forged}
     if parsed is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -211,7 +212,7 @@ def test_forged_or_missing_reports_never_pass():
     common = dict(
         style="script",
         report_overflow=False,
-        nonce="abc",
+        nonce_hash=hashlib.sha256(b"abc").hexdigest(),
         kill_reason=None,
         expected={"statements": 1},
         stdout=b"",
@@ -245,8 +246,13 @@ def test_without_bwrap_it_still_works_and_warns_once(monkeypatch):
         with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:
             r = box.run(HONEST_CODE, HONEST_TESTS)
             write = box.run("open('/etc/sandbox-test', 'w')\n", "assert True")
+            home = box.run(
+                "import os\nprint(sorted(os.listdir(os.path.expanduser('~root'))))\n", "assert True"
+            )
     assert r.status == "passed" and "readonly_root" not in r.isolation
     assert write.status == "error"  # the unprivileged uid still cannot write /etc
+    if "hidden_home" in home.isolation:
+        assert ".bashrc" not in home.stdout and ".profile" not in home.stdout
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:

@@ -221,6 +221,20 @@ CASES = [
         "tampering",
     ),
     Case(
+        "steal_nonce_from_memory_and_forge",
+        "import gc, os, re, stat, sys\n"
+        "hexes = [o for o in gc.get_objects() if isinstance(o, str) and re.fullmatch('[0-9a-f]{32}', o)]\n"
+        "frame, names = sys._getframe(), []\nwhile frame:\n"
+        "    hexes += [v for v in frame.f_locals.values() if isinstance(v, str) and re.fullmatch('[0-9a-f]{32}', v)]\n"
+        "    frame = frame.f_back\n"
+        "nonce = hexes[0] if hexes else '0' * 32\n"
+        'fake = b\'SBX1{"done": true, "nonce": "\' + nonce.encode() + b\'", "statements": 1, "tampering": []}\'\n'
+        "for fd in range(3, 256):\n    try:\n        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
+        "            os.write(fd, fake)\n            break\n    except OSError:\n        pass\n"
+        "os._exit(0)\n",
+        "tampering",
+    ),
+    Case(
         "patch_os_write_and_exit",
         "import os\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\n"
         "def add(a, b):\n    return a - b\n",
