@@ -201,3 +201,23 @@ def test_filters_and_decontamination_rerun_on_a_finished_build_and_the_funnel_ad
         assert before["count"] - sum(after["dropped"].values()) == after["count"]
     assert funnel[0]["count"] == result.pairs and funnel[-1]["count"] == rerun.pairs == stats["pairs"]
     assert len(_pairs(copy)) == rerun.pairs == sum(1 for n in d_minus.values() if n <= 1) - 1
+
+
+class _SandboxThatFailsEverything:
+    def run_many(self, jobs, progress=False):
+        from sandbox import Result
+
+        return [Result(status="error", error_type="EarlyExit", message="exited with code 71") for _ in jobs]
+
+
+def test_a_sandbox_that_cannot_run_code_stops_the_build_before_any_request(tmp_path):
+    from codeflow.pipeline.execute import Executor, SandboxCheckError
+
+    config = BuildConfig(problems=EXAMPLES, out=str(tmp_path / "run"), progress=False)
+    with pytest.raises(SandboxCheckError, match=r"a script job that should pass came back error \(EarlyExit"):
+        build(config, executor=Executor(sandbox=_SandboxThatFailsEverything()))
+    db = RunDB(tmp_path / "run" / "codeflow.db")
+    try:
+        assert db.query("SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 0
+    finally:
+        db.close()

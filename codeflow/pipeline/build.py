@@ -345,49 +345,52 @@ class Builder:
 
     # -- stages 1-3 ---------------------------------------------------------------------------------------
     def generate_and_refine(self) -> None:
-        states = load_states(self.db)
+        """One round per iteration: ask for every unfinished problem's next attempt, then run them all. Each
+        round has its own progress bar: problems done in the round, and how their attempts ended."""
         active = [pid for pid in self.order if skip_reason(self.config, self.problems[pid]) is None]
-        bar = self.progress.bar("generate+refine", len(active))
         for it in range(self.config.max_iterations + 1):
             states = load_states(self.db)
             todo = [pid for pid in active if self._needs_attempt(states.get(pid), it)]
-            requests = [next_request(self.problems[pid], states.get(pid) or ProblemState([])) for pid in todo]
+            # answered before an interruption but never run
+            waiting = [
+                pid
+                for pid in active
+                if (st := states.get(pid)) and st.next_iteration == it + 1 and st.unexecuted
+            ]
+            if not todo and not waiting:
+                continue
+            bar = self.progress.bar("generate" if it == 0 else f"refine {it}", len(todo) + len(waiting))
+            counts = Counter()
 
-            def on_answer(req: LLMRequest, answer: LLMAnswer, states=states) -> list[tuple[str, tuple]]:
+            def on_answer(req: LLMRequest, answer: LLMAnswer, states=states, bar=bar, counts=counts) -> list:
                 if answer.text is None:
                     self.llm_errors[req.problem_id] = (
                         f"{answer.error_kind} after {answer.attempts} requests: {answer.error_message}"
                     )
+                    counts["llm_error"] += 1
+                    bar.update()
                     return []
                 self.llm_errors.pop(req.problem_id, None)
                 state = states.get(req.problem_id) or ProblemState([])
-                return [
-                    _insert_attempt(attempt_from_answer(self.problems[req.problem_id], state, req, answer))
-                ]
+                row = attempt_from_answer(self.problems[req.problem_id], state, req, answer)
+                if row["answer_kind"] != "code":  # a failed attempt that never reaches the sandbox
+                    counts[row["answer_kind"]] += 1
+                    bar.update()
+                bar.set_postfix(counts, refresh=False)
+                return [_insert_attempt(row)]
 
-            self.ask(requests, on_answer)
+            self.ask(
+                [next_request(self.problems[pid], states.get(pid) or ProblemState([])) for pid in todo],
+                on_answer,
+            )
             states = load_states(self.db)
             runnable = [
                 pid
                 for pid in active
-                if (s := states.get(pid)) and s.next_iteration == it + 1 and s.unexecuted
+                if (st := states.get(pid)) and st.next_iteration == it + 1 and st.unexecuted
             ]
-            self._execute(runnable, states)
-            self._show(bar, it, active, load_states(self.db))
-        bar.close()
-
-    def _show(self, bar, it: int, active: list[str], states: dict[str, ProblemState]) -> None:
-        passed = sum(1 for pid in active if (s := states.get(pid)) and s.finished)
-        failed = sum(1 for pid in active if (s := states.get(pid)) and not s.finished and self._exhausted(s))
-        errors = sum(1 for pid in active if pid in self.llm_errors)
-        bar.update(passed + failed + errors - bar.n)
-        bar.set_postfix(
-            iteration=it,
-            attempts=sum(len(s.attempts) for s in states.values()),
-            passed=passed,
-            failed=failed,
-            llm_errors=errors,
-        )
+            self._execute(runnable, states, bar, counts)
+            bar.close()
 
     def _needs_attempt(self, state: ProblemState | None, it: int) -> bool:
         if state is None:
@@ -402,7 +405,7 @@ class Builder:
             and state.next_iteration > self.config.max_iterations
         )
 
-    def _execute(self, pids: list[str], states: dict[str, ProblemState]) -> None:
+    def _execute(self, pids: list[str], states: dict[str, ProblemState], bar, counts: Counter) -> None:
         for start in range(0, len(pids), EXEC_CHUNK):
             chunk = pids[start : start + EXEC_CHUNK]
             triples = [
@@ -444,6 +447,10 @@ class Builder:
                         )
                     )
             self.db.write(statements)
+            for outcome in outcomes:
+                counts["passed" if outcome.passed else "failed"] += 1
+            bar.update(len(chunk))
+            bar.set_postfix(counts, refresh=False)
 
     # -- outcomes -----------------------------------------------------------------------------------------
     def record_outcomes(self) -> dict[str, tuple[str, str | None, int | None]]:
@@ -667,6 +674,7 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
         db.set_meta({"config": asdict(config)})
         store_problems(db, report.problems)
         executor = executor or Executor(config.workers, config.exec_timeout_s, config.memory_mb)
+        executor.self_check()
         backend = make_backend(config, {p.id: p for p in report.problems}, executor)
         builder = Builder(config, db, report.problems, executor, backend)
         builder.generate_and_refine()

@@ -76,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from codeflow.pipeline.build import BuildConfig, BuildError, build
+    from codeflow.pipeline.execute import SandboxCheckError
     from codeflow.pipeline.problems import ProblemFileError
     from codeflow.pipeline.stats import collect, render
 
@@ -111,7 +112,7 @@ def run_build(args: argparse.Namespace) -> int:
     )
     try:
         result = build(config)
-    except (BuildError, ProblemFileError, FileNotFoundError, ValueError) as e:
+    except (BuildError, ProblemFileError, SandboxCheckError, FileNotFoundError, ValueError) as e:
         print(f"codeflow build: error: {e}", file=sys.stderr)
         return 2
     print(render(collect(args.out)))

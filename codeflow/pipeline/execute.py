@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from codeflow.pipeline.problems import Problem
 
 
+class SandboxCheckError(RuntimeError):
+    """The sandbox got its own probe jobs wrong; building on it would fail (or pass) every attempt."""
+
+
 @dataclass
 class ExecOutcome:
     status: str  # the sandbox's status; "passed" only if every case passed
@@ -106,3 +110,30 @@ class Executor:
     def fails(self, candidates: list[tuple[Problem, str]]) -> list[bool]:
         """For the simulate backend: does each candidate code fail the problem's tests?"""
         return [not o.passed for o in self.run([(p, code, p.tests) for p, code in candidates])]
+
+    def self_check(self) -> None:
+        """Run a passing and a failing job of each test style before any LLM money is spent: a sandbox that
+        cannot run code (a missing isolation feature, a broken install) would otherwise fail every attempt."""
+        unittest_module = (
+            "import unittest\nfrom solution import f\n\n\nclass T(unittest.TestCase):\n"
+            "    def test_f(self):\n        self.assertEqual(f(), {})\n"
+        )
+        add_one = "print(int(input()) + 1)\n"
+        probes = [  # (style, code, tests, should pass)
+            ("script", "def f():\n    return 1\n", "assert f() == 1\n", True),
+            ("script", "def f():\n    return 1\n", "assert f() == 2\n", False),
+            ("unittest", "def f():\n    return 1\n", unittest_module.format(1), True),
+            ("unittest", "def f():\n    return 1\n", unittest_module.format(2), False),
+            ("stdio", add_one, [{"stdin": "1\n", "stdout": "2\n"}], True),
+            ("stdio", add_one, [{"stdin": "1\n", "stdout": "3\n"}], False),
+        ]
+        triples = [
+            (Problem(id="self-check", instruction="", test_style=st), code, t) for st, code, t, _ in probes
+        ]
+        for (style, _, _, should_pass), outcome in zip(probes, self.run(triples), strict=True):
+            if outcome.passed != should_pass:
+                detail = f" ({outcome.error_type}: {outcome.message})" if outcome.error_type else ""
+                raise SandboxCheckError(
+                    f"sandbox self-check failed: a {style} job that should {'pass' if should_pass else 'fail'} "
+                    f"came back {outcome.status}{detail}; fix the sandbox first (`python -m sandbox check`)"
+                )
