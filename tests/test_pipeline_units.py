@@ -301,3 +301,12 @@ def test_fence_offsets_point_spans_into_the_exported_text():
     exported = fenced(chosen)
     for s, e in d.after_spans:
         assert exported[s + len(FENCE_OPEN) : e + len(FENCE_OPEN)] == chosen[s:e]
+
+
+def test_token_limit_counts_with_a_real_tokenizer_when_given(tokenizer_dir):
+    count = filters.tokenizer_counter(str(tokenizer_dir))
+    cand = _candidate("def f(x):\n    return x\n")
+    n = max(count(cand.chosen), count(cand.rejected))
+    assert 0 < n != filters.char_proxy_tokens(cand.chosen)
+    assert filters.check_tokens(cand, filters.FilterConfig(max_tokens=n), count) is None
+    assert filters.check_tokens(cand, filters.FilterConfig(max_tokens=n - 1), count) == "too_many_tokens"
