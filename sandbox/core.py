@@ -186,6 +186,9 @@ class _Worker:
 
     def run(self, job: Job, limits: Limits) -> Result:
         request = {"job": _job_spec(job), "limits": asdict(limits)}
+        if self.proc is None or self.proc.poll() is not None:
+            # Died between jobs (e.g. the thread that started it exited: its parent-death signal fired).
+            self.restart()
         try:
             assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
@@ -300,7 +303,12 @@ class Sandbox:
             bar = tqdm(total=len(jobs), desc="sandbox", unit="job")
 
         def one(i: int) -> None:
-            results[i] = self.run_job(jobs[i])
+            try:
+                results[i] = self.run_job(jobs[i])
+            except Exception as exc:  # noqa: BLE001 - e.g. a worker that cannot restart: still one result per job
+                results[i] = Result(
+                    status="error", error_type="SandboxError", message=f"{type(exc).__name__}: {exc}"
+                )
             if bar is not None:
                 bar.update(1)
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -200,6 +202,22 @@ def test_run_and_run_many_are_safe_from_several_threads(sb):
         many = pool.submit(sb.run_many, [Job(HONEST_CODE, HONEST_TESTS)] * 6)
         assert all(r.passed for r in many.result())
     assert all(status == ("passed" if i % 2 == 0 else "failed") for i, status in outcomes)
+
+
+def test_a_killed_worker_yields_an_error_result_and_is_restarted():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
+            worker = box._workers[0]
+            killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
+            killer.start()
+            r = box.run("import time\ntime.sleep(15)\n", "assert True")
+            killer.join()
+            assert r.status == "error" and r.error_type == "SandboxError"
+            assert sandbox_processes(box.uids) == []
+            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+            worker.stop()  # dead between jobs: the next job restarts it
+            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
 
 
 def test_no_process_outlives_its_job(sb):
