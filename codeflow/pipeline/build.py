@@ -94,6 +94,14 @@ class Progress:
         return tqdm(total=total, desc=desc, unit="problem", file=sys.stderr, dynamic_ncols=True, leave=True)
 
 
+ATTEMPT_ENDINGS = ("passed", "failed", "truncated", "no_code", "no_tests", "tests_edited", "llm_error")
+
+
+def ordered_counts(counts: Counter) -> dict[str, int]:
+    """Counts in a fixed order, so the progress line does not reshuffle as they appear."""
+    return {k: counts[k] for k in ATTEMPT_ENDINGS if counts.get(k)}
+
+
 class _NullBar:
     n = 0
 
@@ -376,7 +384,7 @@ class Builder:
                 if row["answer_kind"] != "code":  # a failed attempt that never reaches the sandbox
                     counts[row["answer_kind"]] += 1
                     bar.update()
-                bar.set_postfix(counts, refresh=False)
+                bar.set_postfix(ordered_counts(counts), refresh=False)
                 return [_insert_attempt(row)]
 
             self.ask(
@@ -450,7 +458,7 @@ class Builder:
             for outcome in outcomes:
                 counts["passed" if outcome.passed else "failed"] += 1
             bar.update(len(chunk))
-            bar.set_postfix(counts, refresh=False)
+            bar.set_postfix(ordered_counts(counts), refresh=False)
 
     # -- outcomes -----------------------------------------------------------------------------------------
     def record_outcomes(self) -> dict[str, tuple[str, str | None, int | None]]:
@@ -529,6 +537,7 @@ class Builder:
             verdicts[pid] = (reason or "kept", diff.kind)
             if reason is None:
                 candidates.append((cand, chosen, rejected))
+            bar.set_postfix(candidates=len(candidates), refresh=False)
         bar.close()
         if config.judge:
             self._judge(candidates, verdicts)
