@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 HONEST_CODE = "def add(a, b):\n    return a + b\n"
 HONEST_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
@@ -25,3 +26,11 @@ def sandbox_processes(uids: list[int]) -> list[int]:
         if any(u in uids for u in uid_values) and "Z" not in state.split()[1:2]:
             pids.append(int(name))
     return pids
+
+
+def sandbox_processes_after_exit(uids: list[int], patience_s: float = 5.0) -> list[int]:
+    """Like sandbox_processes, for processes killed asynchronously (a parent-death signal): waits for them."""
+    deadline = time.monotonic() + patience_s
+    while (alive := sandbox_processes(uids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive

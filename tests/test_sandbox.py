@@ -19,7 +19,7 @@ from sandbox import Job, Limits, Result, Sandbox
 from sandbox import core as sandbox_core
 from sandbox.runner import REPORT_MAGIC
 from sandbox.verdict import decide, normalise_output, unittest_test_ids
-from tests.sandbox_helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes
+from tests.sandbox_helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes, sandbox_processes_after_exit
 
 FAST = Limits(timeout_s=2, memory_mb=512, output_bytes=4096)
 
@@ -214,7 +214,7 @@ def test_a_killed_worker_yields_an_error_result_and_is_restarted():
             r = box.run("import time\ntime.sleep(15)\n", "assert True")
             killer.join()
             assert r.status == "error" and r.error_type == "SandboxError"
-            assert sandbox_processes(box.uids) == []
+            assert sandbox_processes_after_exit(box.uids) == []
             assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
             worker.stop()  # dead between jobs: the next job restarts it
             assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
