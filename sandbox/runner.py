@@ -89,18 +89,27 @@ def _is_plain(x: Any) -> bool:
     return all(_type(v) in _PLAIN_SCALARS or _type(v) in _CONTAINERS for v in _walk(x, [10000]))
 
 
-def _is_foreign(x: Any) -> bool:
-    """True if x holds a value whose class was defined by the untrusted code (it may lie when compared)."""
+_COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__")
+
+
+def _foreign_class(x: Any) -> str | None:
+    """The class of a value in x whose comparisons were written by the untrusted code (they may lie)."""
     module = _RUN["code_module"]
-    return any(getattr(_type(v), "__module__", None) == module for v in _walk(x, [10000]))
+    for v in _walk(x, [10000]):
+        for klass in _type(v).__mro__:
+            if getattr(klass, "__module__", None) == module and any(m in vars(klass) for m in _COMPARISONS):
+                return _type(v).__name__
+    return None
 
 
 def check_operands(a: Any, b: Any) -> None:
     """Reject comparing a value built by the tests (plain data) with an object the code defined."""
-    if (_is_foreign(a) and _is_plain(b)) or (_is_foreign(b) and _is_plain(a)):
-        reason = f"compared a {_type(a).__name__} from the code with plain data; its comparison may lie"
-        _RUN["tampering"].append(reason)
-        raise TamperingDetected(reason)
+    for suspect, other in ((a, b), (b, a)):
+        name = _foreign_class(suspect)
+        if name is not None and _is_plain(other):
+            reason = f"an object of class {name} defined by the code was compared with plain data"
+            _RUN["tampering"].append(reason)
+            raise TamperingDetected(reason)
 
 
 def guarded_compare(op_index: int, a: Any, b: Any) -> Any:

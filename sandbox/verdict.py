@@ -181,10 +181,16 @@ def decide(
         return {"status": "tampering", "error_type": "Tampering", "message": forged}
     if parsed is None:
         return _no_report(style, exit_status, stdout, expected_stdout)
-    if parsed.get("tampering"):
-        reasons = parsed["tampering"]
-        return {"status": "tampering", "error_type": "Tampering", "message": "; ".join(reasons)[:300]}
     exc, phase = parsed.get("exception"), parsed.get("phase", "")
+    if parsed.get("tampering"):
+        result = {
+            "status": "tampering",
+            "error_type": "Tampering",
+            "message": "; ".join(parsed["tampering"])[:300],
+        }
+        if exc and exc.get("error_type") == "TamperingDetected":
+            result.update(traceback=exc.get("traceback", ""), failing_test=exc.get("failing_line"))
+        return result
     if exc:
         return dict(_from_exception(exc, phase), tests_run=int(parsed.get("asserts", 0)), tests_failed=1)
     if style == "stdio":

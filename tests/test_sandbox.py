@@ -82,6 +82,11 @@ def test_memory_error_is_memory_limit(sb):
     assert r.status == "memory_limit" and r.error_type == "MemoryError"
 
 
+def test_code_defined_classes_without_custom_comparison_compare_normally(sb):
+    code = "class Box(list):\n    pass\n\ndef boxed(n):\n    return Box(range(n))\n"
+    assert sb.run(code, "assert boxed(3) == [0, 1, 2]").status == "passed"
+
+
 def test_unittest_style_passes_and_counts_tests(sb):
     tests = (
         "import unittest\nfrom solution import add\n\n"
