@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codeflow.pipeline.build import REQUEST_LOG_ENV, BuildConfig, build
+from codeflow.pipeline.build import REQUEST_LOG_ENV, TIMING_COMMITS, BuildConfig, build
 from codeflow.pipeline.db import KILL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,3 +106,31 @@ def test_killed_and_resumed_build_matches_an_uninterrupted_one(tmp_path):
     assert (out / "pairs.jsonl").read_bytes() == expected
     # each request was answered and stored once, so across all runs nothing was sent twice once stored
     assert len(_stored_hashes(out)) == len(_stored_hashes(tmp_path / "ref"))
+
+
+def test_kills_around_the_export_leave_the_pairs_whole_and_a_rerun_completes_them(tmp_path):
+    """Killed right after the pairs are committed (before pairs.jsonl is written) and right after it is
+    written: the file is absent or whole, and a rerun gives the uninterrupted result."""
+    problems = _subset(tmp_path)
+    reference = build(
+        BuildConfig(
+            problems=str(problems),
+            out=str(tmp_path / "ref"),
+            seed=7,
+            progress=False,
+            exec_timeout_s=float(EXEC_TIMEOUT_S),
+        )
+    )
+    expected = (tmp_path / "ref" / "pairs.jsonl").read_bytes()
+    pairs_committed = reference.db_commits - TIMING_COMMITS  # then pairs.jsonl is written, then the timings
+    for kill_after, file_written in ((pairs_committed, False), (pairs_committed + 1, True)):
+        out, log = tmp_path / f"killed_{kill_after}", tmp_path / f"requests_{kill_after}.log"
+        assert _run_cli(problems, out, log, kill_after) == -signal.SIGKILL
+        assert (out / "pairs.jsonl").exists() == file_written
+        if file_written:
+            assert (out / "pairs.jsonl").read_bytes() == expected
+        stored = _stored_hashes(out)
+        assert _run_cli(problems, out, log, None) == 0
+        assert (out / "pairs.jsonl").read_bytes() == expected
+        sent = log.read_text().splitlines()
+        assert len(sent) == len(set(sent)) and not stored - set(sent)  # all sent once, in the first run

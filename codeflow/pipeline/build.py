@@ -29,6 +29,7 @@ EXEC_CHUNK = (
 )
 # Settings that decide the model's answers: a run directory cannot be resumed with different ones.
 GENERATION_KEYS = ("llm", "model", "seed", "temperature", "max_new_tokens")
+TIMING_COMMITS = 5  # backend, sandbox, diff, database, wall
 REQUEST_LOG_ENV = "CODEFLOW_REQUEST_LOG"  # append each request hash before it is sent (audit, tests)
 
 
@@ -664,6 +665,7 @@ class BuildResult:
     pairs: int
     requests_sent: int
     sandbox_jobs: int  # all jobs this run sent to the sandbox, the simulate backend's bug checks included
+    db_commits: int  # transactions this run committed (the last TIMING_COMMITS record timings)
     timings: dict
     pairs_path: Path
 
@@ -694,7 +696,7 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
         wall = time.perf_counter() - t_start
         builder.timings.sandbox = builder.sandbox_seconds
         timings = asdict(builder.timings) | {"database": db.seconds, "wall": wall}
-        for part, seconds in timings.items():
+        for part, seconds in timings.items():  # TIMING_COMMITS commits, after pairs.jsonl is written
             db.add_timing(part, seconds)
         timings["database"] += time.perf_counter() - t0
         return BuildResult(
@@ -705,6 +707,7 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
             pairs=sum(1 for v in verdicts.values() if v[0] == "kept"),
             requests_sent=builder.sent,
             sandbox_jobs=executor.executions,
+            db_commits=db.commits,
             timings=timings,
             pairs_path=pairs_path,
         )
