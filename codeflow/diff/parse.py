@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 import numpy as np
 import tree_sitter_python
@@ -105,7 +106,10 @@ class ParsedCode:
 
 def line_starts(text: str) -> list[int]:
     """Character offset where each line begins (\\n, \\r\\n and \\r end a line, as in Python source)."""
-    return [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
+    if "\r" in text:
+        return [0] + [m.end() for m in _LINE_BREAK.finditer(text)]
+    # only \n: the running sum of line lengths, each plus its \n, computed in C
+    return list(accumulate(map((1).__add__, map(len, text.split("\n")[:-1])), initial=0))
 
 
 def byte_to_char_table(data: bytes) -> np.ndarray:
@@ -139,24 +143,28 @@ def parse_code(text: str) -> ParsedCode:
     trivia = parsed.trivia
     leaves: list[tuple[tuple[str, bytes, int], int, int, int, int, Node]] = []
     # The context of the current node: block depth, enclosing statement region (bytes), inside a docstring.
-    # `saved` keeps the context of each open ancestor, restored on the way back up.
+    # Entering a block or a statement changes it; `saved` keeps (tree level, previous context) for those
+    # nodes only, restored when the walk climbs back above that level.
     depth, region_start, region_end, in_doc = 0, 0, len(data), False
-    saved: list[tuple[int, int, int, bool]] = []
+    saved: list[tuple[int, int, int, int, bool]] = []
+    level = 0
     cursor = tree.walk()
     while True:
         node = cursor.node
         typ = node.type
         if typ not in _ATOMIC and cursor.goto_first_child():
-            saved.append((depth, region_start, region_end, in_doc))
+            level += 1
             entering = _ENTERING.get(typ)
-            if entering is _BLOCK:
-                depth += 1
-            elif entering is _SIMPLE:
-                region_start, region_end = node.start_byte, node.end_byte
-                if typ == "expression_statement" and _is_docstring(node):
-                    in_doc = True
-            elif entering is _COMPOUND:
-                region_start, region_end = node.start_byte, _header_end(node)
+            if entering is not None:
+                saved.append((level, depth, region_start, region_end, in_doc))
+                if entering is _BLOCK:
+                    depth += 1
+                elif entering is _SIMPLE:
+                    region_start, region_end = node.start_byte, node.end_byte
+                    if typ == "expression_statement" and _is_docstring(node):
+                        in_doc = True
+                else:
+                    region_start, region_end = node.start_byte, _header_end(node)
             continue
         start, end = node.start_byte, node.end_byte
         if typ in _EXTRAS:
@@ -181,7 +189,9 @@ def parse_code(text: str) -> ParsedCode:
                     ) = columns
                 _to_chars(parsed, data)
                 return parsed
-            depth, region_start, region_end, in_doc = saved.pop()
+            if saved and saved[-1][0] == level:
+                _, depth, region_start, region_end, in_doc = saved.pop()
+            level -= 1
 
 
 def _is_docstring(statement: Node) -> bool:
