@@ -111,3 +111,11 @@ def test_readme_quickstart_command_runs_through_the_console_entry():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1].startswith("kind: semantic | granularity: statement")
+
+
+def test_terminal_output_is_coloured_instead_of_bracketed(capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert codeflow_diff(str(BEFORE), str(AFTER), "--granularity", "token") == 0
+    out = capsys.readouterr().out
+    assert "\x1b[1;31m<\x1b[0m" in out and "\x1b[1;32m<=\x1b[0m" in out
+    assert "[-<-]" not in out
