@@ -44,6 +44,8 @@ _isinstance = isinstance
 _id = id
 _len = len
 _RUNNER_FILE = __file__
+# unittest's own frames say nothing about the code under test (unittest hides them from its reports too).
+_UNITTEST_DIR = os.path.dirname(unittest.__file__) + os.sep
 
 _COMPARE_OPS: dict[type, Any] = {
     ast.Eq: operator.eq,
@@ -303,7 +305,11 @@ def trim_traceback(text: str) -> str:
 def describe_exception(exc: BaseException) -> dict:
     """Type, one-line message, trimmed traceback (runner frames and run-dir paths removed), failing line."""
     try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != _RUNNER_FILE]
+        frames = [
+            f
+            for f in traceback.extract_tb(exc.__traceback__)
+            if f.filename != _RUNNER_FILE and not f.filename.startswith(_UNITTEST_DIR)
+        ]
         text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
         text += "".join(traceback.format_exception_only(_type(exc), exc))
         text = text.replace(os.getcwd() + os.sep, "")

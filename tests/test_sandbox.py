@@ -110,6 +110,8 @@ def test_unittest_style_reports_failing_test_by_name(sb):
     assert r.failing_test == "TestAdd.test_wrong"
     assert r.tests_run == 2 and r.tests_failed == 1
     assert "4 != 5" in r.message
+    assert 'File "test_solution.py", line 8, in test_wrong' in r.traceback
+    assert "unittest/case.py" not in r.traceback
 
 
 def test_unittest_custom_module_name(sb):
