@@ -45,7 +45,7 @@ class TrainConfig:
     eval_fraction: float = 0.0
     chat_template: bool = False
     skip_bad: bool = False
-    logits_chunk: int = 256
+    logits_chunk: int = 0  # 0: about 64 MiB of fp32 logits per chunk (110 positions at a 152k vocabulary)
     progress: bool = True
 
 
@@ -73,7 +73,7 @@ HELP = {
     "eval_fraction": "fraction of pairs held out to report reward accuracy",
     "chat_template": "wrap the prompt as a user message with the tokenizer's chat template",
     "skip_bad": "skip and count bad rows instead of stopping",
-    "logits_chunk": "positions per chunk of LM-head logits",
+    "logits_chunk": "positions per chunk of LM-head logits (0: automatic, ~64 MiB of fp32 logits)",
     "progress": "show a progress bar",
 }
 

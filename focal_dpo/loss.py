@@ -11,6 +11,12 @@ import torch
 import torch.nn.functional as F
 
 DEFAULT_CHUNK_SIZE = 256
+LOGITS_BUDGET = 1 << 24  # elements per logits chunk (64 MiB in fp32) when the chunk size is automatic
+
+
+def auto_chunk_size(vocab_size: int) -> int:
+    """Positions per chunk so one chunk of fp32 logits stays near LOGITS_BUDGET elements."""
+    return max(16, LOGITS_BUDGET // max(vocab_size, 1))
 
 
 class _ChunkedTokenLogps(torch.autograd.Function):
@@ -20,6 +26,9 @@ class _ChunkedTokenLogps(torch.autograd.Function):
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk_size: int):
         acc = torch.promote_types(hidden.dtype, torch.float32)  # fp32 softmax under bf16; fp64 stays fp64
         out = torch.empty(hidden.shape[0], dtype=acc, device=hidden.device)
+        lse = torch.empty_like(
+            out
+        )  # kept for backward: softmax = exp(logits - lse) without a second reduction
         # autocast would re-cast inside each chunk; do the one cast here and keep the softmax in fp32
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             w = weight.to(hidden.dtype)
@@ -27,14 +36,18 @@ class _ChunkedTokenLogps(torch.autograd.Function):
                 stop = start + chunk_size
                 logits = (hidden[start:stop] @ w.T).to(acc)
                 picked = logits.gather(1, targets[start:stop, None]).squeeze(1)
-                out[start:stop] = picked - torch.logsumexp(logits, dim=-1)
-        ctx.save_for_backward(hidden, weight, targets)
+                # logsumexp in place: torch.logsumexp would allocate a second chunk-sized buffer
+                top = logits.amax(dim=-1)
+                lse[start:stop] = top + logits.sub_(top[:, None]).exp_().sum(dim=-1).log_()
+                out[start:stop] = picked - lse[start:stop]
+                del logits  # free this chunk before the next one is allocated
+        ctx.save_for_backward(hidden, weight, targets, lse)
         ctx.chunk_size = chunk_size
         return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):
-        hidden, weight, targets = ctx.saved_tensors
+        hidden, weight, targets, lse = ctx.saved_tensors
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
         acc = torch.promote_types(hidden.dtype, torch.float32)
@@ -45,14 +58,17 @@ class _ChunkedTokenLogps(torch.autograd.Function):
                 stop = start + ctx.chunk_size
                 h = hidden[start:stop]
                 g = grad_out[start:stop].to(acc)
-                # d logp[t] / d logits = onehot(t) - softmax(logits)
-                dlogits = torch.softmax((h @ w.T).to(acc), dim=-1).mul_(-g[:, None])
+                # d logp[t] / d logits = onehot(t) - softmax(logits), built in place in one chunk buffer
+                dlogits = (h @ w.T).to(acc).sub_(lse[start:stop, None]).exp_().mul_(-g[:, None])
                 dlogits[torch.arange(h.shape[0], device=h.device), targets[start:stop]] += g
                 dlogits = dlogits.to(hidden.dtype)
                 if need_hidden:
                     grad_hidden[start:stop] = dlogits @ w
-                if need_weight:
+                if need_weight and grad_weight.dtype == h.dtype:
+                    grad_weight.addmm_(dlogits.T, h)  # in place: no second [vocab, hidden] buffer
+                elif need_weight:
                     grad_weight += (dlogits.T @ h).to(acc)
+                del dlogits
         if need_weight:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None
@@ -79,6 +95,7 @@ def logps(
     hidden: [B, T, H] last hidden states; input_ids: [B, T]; positions: bool [B, T-1], where column j is the
     prediction of input_ids[:, j + 1] from hidden[:, j]. Returns fp32 [B, T-1], zero outside `positions`.
     """
+    chunk_size = chunk_size or auto_chunk_size(lm_head_weight.shape[0])
     targets = input_ids[:, 1:][positions]
     picked = chunked_token_logps(hidden[:, :-1][positions], lm_head_weight, targets, chunk_size)
     out = torch.zeros(positions.shape, dtype=picked.dtype, device=hidden.device)

@@ -272,6 +272,7 @@ def train(config: TrainConfig) -> TrainResult:
         if config.save_steps and position.step % config.save_steps == 0:
             checkpoint.save(output, model, tokenizer, optimizer, scheduler, position)
     bar.close()
+    del optimizer, scheduler  # their state is in the checkpoints; free it before eval and the final save
 
     if eval_indices and not (config.eval_steps and position.step % config.eval_steps == 0):
         eval_metrics = evaluate(model, ref_logps_for, pairs, eval_indices, config, pad_id, device, autocast)

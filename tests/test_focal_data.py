@@ -37,9 +37,10 @@ def test_target_mask_weights_exactly_the_rejected_tokens_overlapping_spans(test_
     pair = pairs[0]
     _, rejected_w = weights_of(pairs, "target")
     weighted = [i for i, w in enumerate(rejected_w) if w]
-    # hand-checked against the offset mapping: token 17 is " 3" (35, 37); tokens 26 and 27 are the two bytes of "³"
-    assert weighted == [17, 26, 27]
-    assert [pair.rejected_ids[i] for i in weighted] == [814, 129, 114]
+    # hand-checked against the offset mapping: token 18 is "3" (36, 37), its neighbours are the spaces (35, 36)
+    # and (37, 38); tokens 27 and 28 are the two bytes of "³" (44, 45), both in the mask; "π" and "·" are not
+    assert weighted == [18, 27, 28]
+    assert [pair.rejected_ids[i] for i in weighted] == [21, 129, 114]
     assert pair.rejected_ids[-1] == test_tokenizer.eos_token_id and rejected_w[-1] == 0.0
 
 
@@ -60,7 +61,7 @@ def test_symmetric_mode_weights_d_plus_and_d_minus_only(test_tokenizer):
     pairs, _ = build_pairs([("t:1", row())], test_tokenizer, mask_mode="symmetric")
     chosen_w, rejected_w = weights_of(pairs, "symmetric")
     assert [i for i, w in enumerate(chosen_w) if w] == [i for i, d in enumerate(pairs[0].chosen_diff) if d]
-    assert [i for i, w in enumerate(rejected_w) if w] == [17, 26, 27]
+    assert [i for i, w in enumerate(rejected_w) if w] == [18, 27, 28]
 
 
 def test_hybrid_mode_is_full_for_the_first_half_of_a_batch_and_target_for_the_rest(test_tokenizer):
@@ -75,7 +76,7 @@ def test_labels_are_shifted_so_weights_sit_on_the_completion_tokens(test_tokeniz
     pairs, _ = build_pairs([("t:1", row())], test_tokenizer)
     batch = collate(pairs, [0], "target", pad_id=0)
     labels = batch.input_ids[1, 1:][batch.weights[1] != 0].tolist()
-    assert labels == [814, 129, 114]
+    assert labels == [21, 129, 114]
 
 
 def test_prompt_is_cut_from_the_left(test_tokenizer):
@@ -88,7 +89,7 @@ def test_prompt_is_cut_from_the_left(test_tokenizer):
 def test_pair_whose_d_minus_is_truncated_away_is_dropped_and_counted(test_tokenizer):
     rows = [("t:1", row()), ("t:2", row(id="r2", rejected_spans=[[44, 45]]))]
     pairs, report = build_pairs(rows, test_tokenizer, max_length=22, max_prompt_length=4)
-    # 22 - 3 prompt tokens leaves 19 completion tokens: token 17 (" 3") survives, tokens 26-27 ("³") do not
+    # 22 - 3 prompt tokens leaves 19 completion tokens: token 18 ("3") survives, tokens 27-28 ("³") do not
     assert [p.row_id for p in pairs] == ["r1"]
     assert report.dropped == {"no D- token after truncation": 1}
     assert any("dropped: 1 (no D- token after truncation)" in line for line in report.lines())

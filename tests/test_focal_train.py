@@ -1,0 +1,193 @@
+"""focal_dpo.train end to end on tiny random Qwen2 models: parity, learning, resume, reference modes, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+import yaml
+
+from focal_dpo.cli import main as focal_dpo_main
+from focal_dpo.config import TrainConfig
+from focal_dpo.data import build_pairs, collate, load_rows
+from focal_dpo.reference import cached_batch_logps, precompute
+from focal_dpo.synthetic import bug_pairs, write_jsonl
+from focal_dpo.train import NonFiniteLossError, forward_pairs, load_model, train
+from tests.fixtures.tiny_model import make_tiny_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("focal_models")
+    return {
+        "policy": make_tiny_model(root / "policy", hidden_size=32, seed=0),
+        "other": make_tiny_model(root / "other", hidden_size=32, seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def pairs_file(tmp_path_factory):
+    return write_jsonl(bug_pairs(24, seed=3), tmp_path_factory.mktemp("focal_data") / "pairs.jsonl")
+
+
+def config_for(models, pairs_file, output, **overrides) -> TrainConfig:
+    base = dict(
+        model=str(models["policy"]), data=str(pairs_file), output=str(output), batch_size=2, grad_accum=2,
+        learning_rate=1e-3, warmup_ratio=0.2, max_length=96, max_prompt_length=48, seed=0, progress=False,
+        logits_chunk=16,
+    )  # fmt: skip
+    return TrainConfig(**(base | overrides))
+
+
+def losses(output) -> list[float]:
+    lines = [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+    return [m["loss"] for m in lines if "loss" in m]
+
+
+def naive_sequence_logps(model, prompt: list[int], completion: list[int]) -> float:
+    """Sum of log p(completion | prompt) from the full logits of one unpadded sequence."""
+    ids = torch.tensor([prompt + completion])
+    logits = model(input_ids=ids).logits[0, :-1]
+    token_logps = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+    return token_logps[len(prompt) - 1 :].sum().item()
+
+
+def test_full_mask_loss_equals_a_naive_full_log_softmax_computation(models, pairs_file, test_tokenizer):
+    config = config_for(models, pairs_file, "unused", mask="full", rpo_alpha=0.0)
+    pairs, _ = build_pairs(load_rows(pairs_file)[:3], test_tokenizer, mask_mode="full", max_length=96)
+    policy, ref = (
+        load_model(str(models["policy"]), torch.device("cpu")),
+        load_model(str(models["other"]), "cpu"),
+    )
+    cache = precompute(ref, pairs, 0, 2, 16, torch.device("cpu"), None)
+    batch = collate(pairs, [0, 1, 2], "full", pad_id=0)
+    with torch.no_grad():
+        out = forward_pairs(policy, batch, cached_batch_logps(batch, cache), config)
+        expected = []
+        for p in pairs:
+            margin = sum(
+                sign
+                * (
+                    naive_sequence_logps(policy, p.prompt_ids, ids)
+                    - naive_sequence_logps(ref, p.prompt_ids, ids)
+                )
+                for sign, ids in ((1, p.chosen_ids), (-1, p.rejected_ids))
+            )
+            expected.append(-math.log(1 / (1 + math.exp(-config.beta * margin))))
+    torch.testing.assert_close(out.losses, torch.tensor(expected), atol=1e-5, rtol=1e-5)
+
+
+def test_rpo_term_is_the_token_mean_cross_entropy_of_the_chosen_completions(
+    models, pairs_file, test_tokenizer
+):
+    config = config_for(models, pairs_file, "unused")
+    pairs, _ = build_pairs(load_rows(pairs_file)[:2], test_tokenizer, max_length=96)
+    policy = load_model(str(models["policy"]), torch.device("cpu"))
+    batch = collate(pairs, [0, 1], "target", pad_id=0)
+    with torch.no_grad():
+        out = forward_pairs(policy, batch, torch.zeros(batch.weights.shape), config)
+        ce, count = 0.0, 0
+        for p in pairs:
+            ce -= naive_sequence_logps(policy, p.prompt_ids, p.chosen_ids)
+            count += len(p.chosen_ids)
+    assert out.nll_sum.item() / batch.nll_mask.sum().item() == pytest.approx(ce / count, rel=1e-5)
+    assert batch.nll_mask.sum().item() == count
+
+
+def test_learning_reaches_heldout_reward_accuracy_on_one_edit_bug_pairs(models, tmp_path):
+    data = write_jsonl(bug_pairs(200, seed=7), tmp_path / "bugs.jsonl")
+    config = config_for(
+        models, data, tmp_path / "run", max_steps=200, batch_size=8, grad_accum=1, learning_rate=3e-4,
+        warmup_ratio=0.05, eval_fraction=0.2,
+    )  # fmt: skip
+    result = train(config)
+    assert result.eval_metrics["eval/pairs"] == 40
+    assert result.eval_metrics["eval/rewards/accuracies"] >= 0.9
+    first = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    # the first line is step 1, computed before its update: policy == reference, so the loss is log 2
+    assert first["step"] == 1 and first["rewards/margins"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_resume_from_a_checkpoint_gives_the_same_losses_as_an_uninterrupted_run(models, pairs_file, tmp_path):
+    # 24 pairs, 4 per step: steps 1-6 are epoch 0, 7-8 epoch 1, so the resumed run must restore the data position
+    whole = train(config_for(models, pairs_file, tmp_path / "whole", max_steps=8, save_steps=5))
+    assert whole.steps == 8
+    resumed_dir = tmp_path / "resumed"
+    resumed_dir.mkdir()
+    # what an interrupted run leaves: its checkpoint (the reference cache is recomputed from the initial model)
+    shutil.copytree(tmp_path / "whole" / "checkpoint-5", resumed_dir / "checkpoint-5")
+    train(config_for(models, pairs_file, resumed_dir, max_steps=8, save_steps=5, resume=True))
+    assert losses(resumed_dir)[-3:] == pytest.approx(losses(tmp_path / "whole")[-3:], abs=1e-6)
+    assert len(losses(resumed_dir)) == 3
+
+
+def test_precomputed_and_live_reference_give_the_same_losses(models, pairs_file, tmp_path):
+    common = dict(max_steps=3, ref_model=str(models["other"]), rpo_alpha=0.5)
+    train(config_for(models, pairs_file, tmp_path / "pre", ref="precompute", **common))
+    train(config_for(models, pairs_file, tmp_path / "live", ref="live", **common))
+    pre, live = losses(tmp_path / "pre"), losses(tmp_path / "live")
+    assert len(pre) == 3 and pre == pytest.approx(live, abs=1e-5)
+    assert abs(pre[0] - math.log(2) - 0.5 * 0) > 1e-3  # a different reference: the first loss is not trivial
+
+
+def test_reference_cache_is_reused_by_fingerprint(models, pairs_file, tmp_path):
+    cache = tmp_path / "cache"
+    train(config_for(models, pairs_file, tmp_path / "a", max_steps=1, ref_cache=str(cache)))
+    files = list(cache.iterdir())
+    train(config_for(models, pairs_file, tmp_path / "b", max_steps=1, ref_cache=str(cache)))
+    assert list(cache.iterdir()) == files and len(files) == 1
+    train(
+        config_for(
+            models,
+            pairs_file,
+            tmp_path / "c",
+            max_steps=1,
+            ref_cache=str(cache),
+            ref_model=str(models["other"]),
+        )
+    )
+    assert len(list(cache.iterdir())) == 2  # another reference model, another key
+
+
+def test_nan_loss_stops_the_run_naming_the_step_and_rows(models, pairs_file, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(models["policy"], broken)
+    model = load_model(str(broken), torch.device("cpu"))
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    with pytest.raises(NonFiniteLossError, match=r"at step 1 \(rows: synthetic-\d+, synthetic-\d+\)"):
+        train(config_for(models, pairs_file, tmp_path / "out", model=str(broken), max_steps=2))
+    assert not (tmp_path / "out" / "final").exists()
+
+
+def test_cli_train_reads_yaml_writes_config_metrics_and_a_loadable_final_model(models, pairs_file, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    config_file = tmp_path / "train.yaml"
+    config_file.write_text(
+        yaml.safe_dump({"mask": "symmetric", "max_steps": 2, "batch_size": 2, "max_length": 96})
+    )
+    out = tmp_path / "out"
+    argv = ["train", "--model", str(models["policy"]), "--data", str(pairs_file), "--output", str(out)]
+    assert focal_dpo_main([*argv, "--config", str(config_file), "--beta", "0.3", "--no-progress"]) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert (resolved["mask"], resolved["beta"], resolved["max_steps"]) == ("symmetric", 0.3, 2)
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    for key in ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins",
+                "logps/chosen", "logps/rejected", "nll_loss", "grad_norm", "learning_rate", "tokens_per_s",
+                "peak_memory_mb"):  # fmt: skip
+        assert key in first
+    assert AutoModelForCausalLM.from_pretrained(out / "final").config.hidden_size == 32
+    assert (out / "final" / "model.safetensors").exists() and (out / "final" / "tokenizer.json").exists()
+
+
+def test_cli_train_reports_a_bad_row_by_file_and_line(models, tmp_path, capsys):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": ""}) + "\n")
+    argv = ["train", "--model", str(models["policy"]), "--data", str(data), "--output", str(tmp_path / "o")]
+    assert focal_dpo_main([*argv, "--no-progress"]) == 1
+    assert "bad.jsonl:1: empty rejected completion" in capsys.readouterr().err
