@@ -8,6 +8,7 @@ walks up from the kept leaf nodes.
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from itertools import accumulate
 
@@ -15,7 +16,17 @@ import numpy as np
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser
 
-_PARSER = Parser(Language(tree_sitter_python.language()))
+_LANGUAGE = Language(tree_sitter_python.language())
+# A parser is not safe to share between threads (the pipeline may diff from a thread pool): one per thread.
+_THREAD = threading.local()
+
+
+def _parser() -> Parser:
+    parser = getattr(_THREAD, "parser", None)
+    if parser is None:
+        parser = _THREAD.parser = Parser(_LANGUAGE)
+    return parser
+
 
 # Nodes whose text is one token although tree-sitter gives them children (escape sequences inside a string's
 # content): their children do not cover their text, so they are treated as leaves.
@@ -136,7 +147,7 @@ def _header_end(node: Node) -> int:
 def parse_code(text: str) -> ParsedCode:
     """Parse `text` with tree-sitter-python and collect its leaves. Never raises on bad code."""
     data = text.encode("utf-8", errors="surrogatepass")
-    tree = _PARSER.parse(data)
+    tree = _parser().parse(data)
     root = tree.root_node
     parsed = ParsedCode(text=text, parse_ok=not root.has_error, line_starts=line_starts(text))
 
