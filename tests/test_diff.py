@@ -309,3 +309,21 @@ def test_rename_inside_a_comprehension_and_a_nested_function_is_rename_only():
 def test_renaming_a_local_bound_in_any_way_is_rename_only(before):
     assert "item" in before
     assert diff_code(before, before.replace("item", "entry")).kind == "rename_only"
+
+
+def test_diff_code_gives_the_same_results_from_many_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [(FIND, FIND.replace("item == target", f"item == target + {n}")) for n in range(40)]
+    sequential = [diff_code(b, a).to_dict() for b, a in pairs]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        threaded = list(pool.map(lambda pair: diff_code(*pair).to_dict(), pairs))
+    assert threaded == sequential
+
+
+def test_package_docstring_example_holds():
+    import doctest
+
+    import codeflow.diff
+
+    assert doctest.testmod(codeflow.diff).failed == 0
