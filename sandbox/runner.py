@@ -209,9 +209,14 @@ def _version_reader():
     """
     try:
         offset = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # after ob_refcnt, ob_type, ma_used
+        views: dict[int, Any] = {}
 
         def read(d: dict) -> int:
-            return ctypes.c_uint64.from_address(_id(d) + offset).value
+            # One ctypes view per watched dict, made in the server: the child only reads it.
+            view = views.get(_id(d))
+            if view is None:
+                view = views[_id(d)] = ctypes.c_uint64.from_address(_id(d) + offset)
+            return view.value
 
         probe, other = {"a": 1}, {}
         before = read(probe)

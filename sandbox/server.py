@@ -34,6 +34,7 @@ FD_RANGE = (10, 250)
 REPORT_CAP = 1 << 20
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
+PRIVATE_RUN_DIR = "/tmp/run"
 # Imported once here so each forked job starts warm (what most solutions and test files import).
 PRELOAD = (
     "collections",
@@ -181,18 +182,27 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
         os.setgroups([])
         os.setgid(config.uid)
         os.setuid(config.uid)
-    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
-    os.environ.clear()
-    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
+    # NO_NEW_PRIVS was set in the server and is inherited. Without a PID namespace of our own, the job must
+    # die with the server; inside one, the namespace's end kills it anyway.
+    if not config.own_pid_namespace:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+    if os.environ.get("HOME") != run_dir:
+        _set_job_environment(run_dir)  # the server set it once when the run dir is always the same
     os.chdir(run_dir)
-    sys.path[:] = [run_dir] + [p for p in sys.path if p and os.path.isabs(p)]
+    sys.path[0] = run_dir
+    sys.path_importer_cache.pop(run_dir, None)  # cached as missing while the server had no run dir
     sys.argv = [spec["code_path"]]
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
     # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     random.seed()  # forked jobs would otherwise all draw the same "random" numbers
     runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
+
+
+def _set_job_environment(run_dir: str) -> None:
+    """The whole environment a job sees: nothing from the invoking user (no tokens, no CI variables)."""
+    os.environ.clear()
+    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
 
 
 class _Capture:
@@ -215,7 +225,7 @@ def _prepare_run_dir(spec: dict, config: WorkerConfig) -> str:
     # A private /tmp is emptied after every job, so the same path serves each run (and keeps compiled tests
     # cacheable, since their file name is part of the code object).
     if config.private_tmp:
-        run_dir = "/tmp/run"
+        run_dir = PRIVATE_RUN_DIR
         os.mkdir(run_dir, 0o700)
     else:
         run_dir = tempfile.mkdtemp(prefix="sandbox-run-")
@@ -414,6 +424,12 @@ def main() -> None:
     """Server entry point: a JSON config in argv[1], then one JSON job per stdin line, one result per line."""
     config_in = json.loads(sys.argv[1])
     config = setup_worker(config_in["uid"], config_in["bwrap"], config_in["hide"], config_in["keep"])
+    # Done once here rather than in every job: inherited by each fork, and never undone.
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    if config.private_tmp:
+        _set_job_environment(PRIVATE_RUN_DIR)
+    # The job's sys.path[0] becomes its run directory; the rest is the interpreter's own (absolute) path.
+    sys.path[:] = [PRIVATE_RUN_DIR] + [p for p in sys.path if p and os.path.isabs(p)]
     for name in PRELOAD:
         __import__(name)
     runner.install_unittest_guards()
