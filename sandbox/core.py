@@ -151,7 +151,7 @@ class _Worker:
         self.isolation: list[str] = []
         self.proc: subprocess.Popen | None = None
         self.uid, self._uid_lock = claim_uid()
-        self.start()
+        self.start()  # the caller waits with wait_ready()
 
     def start(self) -> None:
         prefix = bwrap_command() if self.use_bwrap else None
@@ -163,10 +163,16 @@ class _Worker:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", start_new_session=True
         )
+        self._command = cmd
+
+    def wait_ready(self) -> None:
+        """Wait for the server's hello (split from start() so that many workers boot in parallel)."""
         hello = self._read_line(60.0)
         if hello is None:
             self.stop()
-            raise RuntimeError(f"sandbox worker {self.index} failed to start: {' '.join(cmd[:3])} ...")
+            raise RuntimeError(
+                f"sandbox worker {self.index} failed to start: {' '.join(self._command[:3])} ..."
+            )
         self.isolation = json.loads(hello)["isolation"]
 
     def _read_line(self, timeout: float) -> bytes | None:
@@ -206,6 +212,7 @@ class _Worker:
     def restart(self) -> None:
         self.stop()
         self.start()
+        self.wait_ready()
 
     def stop(self) -> None:
         if self.proc is None:
@@ -250,6 +257,14 @@ class Sandbox:
         if self._use_bwrap and shutil.which("bwrap") is None:
             raise FileNotFoundError("use_bwrap=True but no `bwrap` on PATH: apt-get install bubblewrap")
         self._workers = [_Worker(i, self._use_bwrap) for i in range(count)]
+        try:
+            for worker in self._workers:
+                worker.wait_ready()
+        except RuntimeError:
+            for worker in self._workers:
+                worker.stop()
+                os.close(worker._uid_lock)
+            raise
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for worker in self._workers:
             self._idle.put(worker)

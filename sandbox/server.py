@@ -287,6 +287,8 @@ def _reap() -> None:
 def wipe(run_dir: str, config: WorkerConfig) -> None:
     """Remove the run directory; with private tmpfs mounts, remove everything the job wrote there too."""
     shutil.rmtree(run_dir, ignore_errors=True)
+    if config.own_pid_namespace:
+        linux.remove_sysv_ipc()  # the worker's IPC namespace is as private as its PID namespace
     if not config.private_tmp:
         return
     for base in PRIVATE_TMPS:

@@ -365,6 +365,17 @@ def test_hostile_program(case: Case, host) -> None:
     assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
 
 
+def test_system_v_shared_memory_does_not_reach_the_next_job(host):
+    box = host["box"]
+    create = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "assert libc.shmget(0, 1 << 20, 0o1000 | 0o600) >= 0\n"  # IPC_PRIVATE, IPC_CREAT
+    )
+    assert box.run(create, "assert True").status == "passed"
+    check = "rows = open('/proc/sysvipc/shm').read().splitlines()[1:]\n"
+    assert box.run(check, "assert rows == []").status == "passed"
+
+
 def test_files_left_in_tmp_do_not_reach_the_next_job(host):
     box = host["box"]
     write = "import os\nfor d in ('/tmp', '/dev/shm', os.getcwd()):\n    open(os.path.join(d, 'leak'), 'w').write('x')\n"
