@@ -164,3 +164,36 @@ def test_build_with_a_local_transformers_model_records_its_attempts(tmp_path, ti
     assert [c["stage"] for c in calls] == ["generate", "refine"] and all(
         c["completion_tokens"] > 0 for c in calls
     )
+
+
+class _RecordingChatModel:
+    """Stands in for codeflow.llm.TransformersBackend: records the batch sizes it is asked for."""
+
+    model_name = "recording-model"
+    batch_size = 4
+
+    def __init__(self):
+        self.batches: list[int] = []
+
+    def chat(self, conversations, *, max_new_tokens, temperature, seed=None):
+        from codeflow.llm import LLMResponse
+
+        self.batches.append(len(conversations))
+        return [LLMResponse(solution(BAD), "stop") for _ in conversations]
+
+
+def test_transformers_backend_batches_requests_that_arrive_together(tmp_path):
+    import asyncio
+
+    from codeflow.pipeline.backends import LLMRequest, TransformersBackend
+
+    model = _RecordingChatModel()
+    backend = TransformersBackend(model, max_tokens=16, temperature=0.0, seed=0)
+    requests = [LLMRequest("generate", f"p{i}", 0, [{"role": "user", "content": str(i)}]) for i in range(10)]
+
+    async def ask_all():
+        return await asyncio.gather(*(backend.answer(r) for r in requests))
+
+    answers = asyncio.run(ask_all())
+    assert model.batches == [4, 4, 2]
+    assert all(a.text == solution(BAD) for a in answers)

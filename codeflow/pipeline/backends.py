@@ -1,8 +1,7 @@
-"""The pipeline's view of a model: a batch of requests in, one answer or error per request out, as they arrive.
+"""The pipeline's view of a model: `await backend.answer(request)` gives one answer, or the error after retries.
 
 `openai` and `transformers` wrap the clients in `codeflow.llm`; `simulate` answers offline from a reference
-solution (see simulate.py). Every backend reports each answer through a callback as soon as it has it, so the
-build can store it before asking for the next, and a kill loses only what was in flight.
+solution (see simulate.py). Each problem awaits its own answers, so one slow answer holds up only its problem.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from codeflow.pipeline import simulate
@@ -41,9 +40,6 @@ class LLMAnswer:
     error_message: str | None = None
 
 
-OnAnswer = Callable[[LLMRequest, LLMAnswer], None]
-
-
 def request_hash(backend: str, model: str, params: dict, req: LLMRequest) -> str:
     """The cache key of a request: everything that decides its answer."""
     key = {
@@ -58,7 +54,21 @@ def request_hash(backend: str, model: str, params: dict, req: LLMRequest) -> str
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def _from_response(r) -> LLMAnswer:
+    return LLMAnswer(
+        r.text,
+        r.finish_reason,
+        r.usage.get("prompt_tokens", 0),
+        r.usage.get("completion_tokens", 0),
+        r.model,
+        r.latency_s,
+        r.attempts,
+    )
+
+
 class OpenAIBackend:
+    """Each `answer` is one chat call; the client bounds the calls in flight (`--concurrency`) and their rate."""
+
     name = "openai"
 
     def __init__(self, client, max_tokens: int, temperature: float, seed: int):
@@ -66,75 +76,71 @@ class OpenAIBackend:
         self.model = client.model
         self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
 
-    def complete(self, requests: list[LLMRequest], on_answer: OnAnswer) -> None:
-        asyncio.run(self._complete(requests, on_answer))
-
-    async def _complete(self, requests: list[LLMRequest], on_answer: OnAnswer) -> None:
+    async def answer(self, req: LLMRequest) -> LLMAnswer:
         from codeflow.llm import LLMError
 
-        async def one(req: LLMRequest) -> tuple[LLMRequest, LLMAnswer]:
-            try:
-                r = await self.client.chat(req.messages, **self.params)
-            except LLMError as e:
-                return req, LLMAnswer(
-                    None, None, attempts=e.attempts, error_kind=e.kind, error_message=str(e)
-                )
-            return req, LLMAnswer(
-                r.text,
-                r.finish_reason,
-                r.usage.get("prompt_tokens", 0),
-                r.usage.get("completion_tokens", 0),
-                r.model,
-                r.latency_s,
-                r.attempts,
-            )
-
         try:
-            for done in asyncio.as_completed([one(r) for r in requests]):
-                on_answer(*(await done))  # stored at once, before the next answer is awaited
-        finally:
-            await self.client.aclose()
+            return _from_response(await self.client.chat(req.messages, **self.params))
+        except LLMError as e:
+            return LLMAnswer(None, None, attempts=e.attempts, error_kind=e.kind, error_message=str(e))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class TransformersBackend:
+    """Requests that arrive together are answered in batches of the model's batch size, on a worker thread
+    so the event loop (and the sandbox) keep going while the model generates."""
+
     name = "transformers"
 
     def __init__(self, backend, max_tokens: int, temperature: float, seed: int):
         self.backend = backend
         self.model = str(getattr(backend, "model_name", None) or getattr(backend, "model", ""))
-        self.max_tokens, self.temperature = max_tokens, temperature
         self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         self.batch_size = int(getattr(backend, "batch_size", 16) or 16)
+        self._waiting: list[tuple[LLMRequest, asyncio.Future]] = []
+        self._draining = False
 
-    def complete(self, requests: list[LLMRequest], on_answer: OnAnswer) -> None:
-        for start in range(0, len(requests), self.batch_size):
-            batch = requests[start : start + self.batch_size]
-            answers = self.backend.chat(
-                [r.messages for r in batch],
-                max_new_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=self.params["seed"],
-            )
-            for req, r in zip(batch, answers, strict=True):
-                on_answer(
-                    req,
-                    LLMAnswer(
-                        r.text,
-                        r.finish_reason,
-                        r.usage.get("prompt_tokens", 0),
-                        r.usage.get("completion_tokens", 0),
-                        r.model,
-                        r.latency_s,
-                        r.attempts,
-                    ),
-                )
+    async def answer(self, req: LLMRequest) -> LLMAnswer:
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((req, future))
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                await asyncio.sleep(0)  # let every problem that is about to ask join this batch
+                batch, self._waiting = self._waiting[: self.batch_size], self._waiting[self.batch_size :]
+                try:
+                    answers = await asyncio.to_thread(
+                        self.backend.chat,
+                        [r.messages for r, _ in batch],
+                        max_new_tokens=self.params["max_tokens"],
+                        temperature=self.params["temperature"],
+                        seed=self.params["seed"],
+                    )
+                except Exception as e:  # noqa: BLE001 - fail the batch's requests, not the whole build
+                    for _, future in batch:
+                        future.set_exception(e)
+                    continue
+                for (_, future), r in zip(batch, answers, strict=True):
+                    future.set_result(_from_response(r))
+        finally:
+            self._draining = False
+
+    async def aclose(self) -> None:
+        return None
 
 
 class SimulateBackend:
     """Offline answers: a bugged reference solution first, then one bug fixed per refinement.
 
-    `check_fails(codes_and_problems)` runs candidate first answers in the sandbox and says which fail; it is
-    how a bug plan is verified before it is used.
+    `check_fails([(problem, code), ...])` (async) runs candidate first answers in the sandbox and says which
+    fail; it is how a bug plan is verified before it is used.
     """
 
     name = "simulate"
@@ -144,7 +150,7 @@ class SimulateBackend:
         self,
         problems: dict[str, Problem],
         seed: int,
-        check_fails: Callable[[list[tuple[Problem, str]]], list[bool]],
+        check_fails: Callable[[list[tuple[Problem, str]]], Awaitable[list[bool]]],
     ):
         self.problems = problems
         self.seed = seed
@@ -152,18 +158,17 @@ class SimulateBackend:
         self.check_fails = check_fails
         self._plan_cache: dict[str, list[list[simulate.Mutation]]] = {}
 
-    def complete(self, requests: list[LLMRequest], on_answer: OnAnswer) -> None:
-        generate = [r for r in requests if r.stage == "generate"]
-        for req, code in zip(generate, self._first_answers(generate), strict=True):
-            on_answer(req, self._answer(simulate.answer_text(code)))
-        for req in requests:
-            if req.stage == "refine":
-                on_answer(req, self._answer(simulate.answer_text(self._refined(req))))
-            elif req.stage == "judge":
-                on_answer(req, self._answer(self._judge(req)))
-
-    def _answer(self, text: str) -> LLMAnswer:
+    async def answer(self, req: LLMRequest) -> LLMAnswer:
+        if req.stage == "generate":
+            text = simulate.answer_text(await self._first_answer(self.problems[req.problem_id]))
+        elif req.stage == "refine":
+            text = simulate.answer_text(self._refined(req))
+        else:
+            text = self._judge(req)
         return LLMAnswer(text, "stop", model=self.model)
+
+    async def aclose(self) -> None:
+        return None
 
     def _plans(self, problem: Problem) -> list[list[simulate.Mutation]]:
         # pure in (solution, seed, id), and asked again at every refinement of the problem
@@ -173,26 +178,16 @@ class SimulateBackend:
             )
         return self._plan_cache[problem.id]
 
-    def _first_answers(self, requests: list[LLMRequest]) -> list[str]:
-        """Per request: the first plan whose fully bugged version fails in the sandbox, tried in rounds so that
-        each round is one sandbox batch. A problem with no failing plan is answered with its reference."""
-        problems = [self.problems[r.problem_id] for r in requests]
-        plans = [self._plans(p) for p in problems]
-        answers: list[str | None] = [None] * len(requests)
-        for i, (p, ps) in enumerate(zip(problems, plans, strict=True)):
-            if ps == [[]]:
-                answers[i] = p.solution
-        for round_index in range(simulate.PLAN_TRIES):
-            todo = [i for i in range(len(requests)) if answers[i] is None and round_index < len(plans[i])]
-            if not todo:
+    async def _first_answer(self, problem: Problem) -> str:
+        """The first plan whose fully bugged version fails in the sandbox; the reference when the plan is to
+        answer correctly at once or no plan fails."""
+        for plan in self._plans(problem):
+            if not plan:
                 break
-            candidates = [simulate.version(problems[i].solution, plans[i][round_index], 0) for i in todo]
-            for i, code, failed in zip(
-                todo, candidates, self.check_fails([(problems[i], c) for c in candidates]), strict=True
-            ):
-                if failed:
-                    answers[i] = code
-        return [a if a is not None else p.solution for a, p in zip(answers, problems, strict=True)]
+            code = simulate.version(problem.solution, plan, 0)
+            if (await self.check_fails([(problem, code)]))[0]:
+                return code
+        return problem.solution
 
     def _refined(self, req: LLMRequest) -> str:
         """Find which plan and how many fixes produced the code under refinement, and fix one more bug."""

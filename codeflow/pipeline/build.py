@@ -1,13 +1,15 @@
 """`codeflow build`: generate -> execute -> refine (loop) -> pair -> diff/filter -> decontaminate -> export.
 
-The generation loop runs iteration by iteration over all unfinished problems, so each round is one batch for
-the model and one for the sandbox. Everything a stage produces is committed to the run's database as it
-arrives; what a rerun finds there it does not redo, and no request whose answer is stored is sent again.
+In the generation loop every problem runs its own ask -> test -> ask sequence, all problems at once on one
+event loop, so a slow answer or a test run that times out holds up only its own problem. Everything a stage
+produces is committed to the run's database as it arrives; what a rerun finds there it does not redo, and no
+request whose answer is stored is sent again.
 The later stages are cheap and pure, so they are recomputed from the database on every run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -19,17 +21,15 @@ from pathlib import Path
 
 from codeflow.pipeline import decontam, filters, prompts
 from codeflow.pipeline.backends import LLMAnswer, LLMRequest, request_hash
+from codeflow.pipeline.clock import BusyClock
 from codeflow.pipeline.db import RunDB, open_run_db
-from codeflow.pipeline.execute import Executor
+from codeflow.pipeline.execute import Executor, SandboxRunner
 from codeflow.pipeline.export import FENCE_OPEN, fenced, write_pairs
 from codeflow.pipeline.problems import Problem, load_problems
 
-EXEC_CHUNK = (
-    256  # attempts per sandbox batch (and per commit): big enough that one slow job rarely idles a worker
-)
 # Settings that decide the model's answers: a run directory cannot be resumed with different ones.
 GENERATION_KEYS = ("llm", "model", "seed", "temperature", "max_new_tokens")
-TIMING_COMMITS = 5  # backend, sandbox, diff, database, wall
+TIMING_COMMITS = 6  # backend, sandbox, idle_engines, diff, database, wall
 REQUEST_LOG_ENV = "CODEFLOW_REQUEST_LOG"  # append each request hash before it is sent (audit, tests)
 
 
@@ -69,18 +69,6 @@ class BuildError(RuntimeError):
     """A build that cannot start or continue; the message says what to change."""
 
 
-@dataclass
-class Timings:
-    """Wall seconds per part of the run, for `stats` and the benchmark."""
-
-    backend: float = 0.0
-    sandbox: float = 0.0
-    diff: float = 0.0
-
-    def add(self, part: str, seconds: float) -> None:
-        setattr(self, part, getattr(self, part) + seconds)
-
-
 class Progress:
     """A tqdm bar per stage on stderr, with live counts; silent when disabled."""
 
@@ -114,11 +102,11 @@ class _NullBar:
 # -- the generation loop ----------------------------------------------------------------------------------
 
 
-def make_backend(config: BuildConfig, problems: dict[str, Problem], executor: Executor):
+def make_backend(config: BuildConfig, problems: dict[str, Problem], runner: SandboxRunner):
     from codeflow.pipeline import backends
 
     if config.llm == "simulate":
-        return backends.SimulateBackend(problems, config.seed, executor.fails)
+        return backends.SimulateBackend(problems, config.seed, runner.fails)
     if not config.model:
         raise BuildError(f"--llm {config.llm} needs --model")
     if config.llm == "openai":
@@ -217,17 +205,30 @@ def next_request(problem: Problem, state: ProblemState) -> LLMRequest:
     )
 
 
+_ATTEMPT_COLUMNS = (
+    "problem_id",
+    "iteration",
+    "request_hash",
+    "answer_kind",
+    "code",
+    "tests",
+    "status",
+    "error_type",
+    "message",
+    "failing_test",
+    "traceback",
+)
+
+
 def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, answer: LLMAnswer) -> dict:
     """The attempt row an answer makes. Truncated, code-less and test-editing answers are failed attempts
     that never reach the sandbox; an answer that edits frozen tests is recorded, never accepted."""
     frozen = problem.tests or state.frozen_tests
-    row = {
+    row = dict.fromkeys(_ATTEMPT_COLUMNS) | {
         "problem_id": problem.id,
         "iteration": req.iteration,
         "request_hash": req.request_hash,
-        "code": None,
         "tests": json.dumps(frozen) if frozen is not None else None,
-        "status": None,
     }
     parsed = prompts.parse_answer(answer.text or "")
     row["code"] = parsed.solution
@@ -253,21 +254,6 @@ def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, 
     else:
         row["answer_kind"] = "code"
     return row
-
-
-_ATTEMPT_COLUMNS = (
-    "problem_id",
-    "iteration",
-    "request_hash",
-    "answer_kind",
-    "code",
-    "tests",
-    "status",
-    "error_type",
-    "message",
-    "failing_test",
-    "traceback",
-)
 
 
 def _insert_attempt(row: dict) -> tuple[str, tuple]:
@@ -305,106 +291,127 @@ def _insert_call(backend, req: LLMRequest, a: LLMAnswer) -> tuple[str, tuple]:
 
 
 class Builder:
-    def __init__(self, config: BuildConfig, db: RunDB, problems: list[Problem], executor: Executor, backend):
-        self.config, self.db, self.executor, self.backend = config, db, executor, backend
+    def __init__(
+        self, config: BuildConfig, db: RunDB, problems: list[Problem], runner: SandboxRunner, backend
+    ):
+        self.config, self.db, self.runner, self.backend = config, db, runner, backend
         self.problems = {p.id: p for p in problems}
         self.order = [p.id for p in problems]
-        self.timings = Timings()
+        self.backend_clock = BusyClock()  # wall time with at least one model request in flight
+        self.diff_s = 0.0
         self.progress = Progress(config.progress)
         self.llm_errors: dict[str, str] = {}  # problem id -> why its last request failed (this run)
         self.sent = 0  # requests sent to the backend in this run
+        self.counts: Counter = Counter()  # how attempts ended, for the progress line
         log = os.environ.get(REQUEST_LOG_ENV)
         self.request_log = open(log, "a", encoding="utf-8") if log else None  # noqa: SIM115
 
-    # -- requests through the cache -----------------------------------------------------------------------
-    def ask(self, requests: list[LLMRequest], on_answer) -> None:
-        """Answer each request from the database if it is stored there, else from the backend; `on_answer`
-        returns the statements to commit together with the stored call."""
-        todo = []
-        for req in requests:
-            req.request_hash = request_hash(self.backend.name, self.backend.model, self.backend.params, req)
-            row = self.db.cached_response(req.request_hash)
-            if row is None:
-                todo.append(req)
-            else:
-                cached = LLMAnswer(row["text"], row["finish_reason"], model=row["model"] or "")
-                self.db.write(on_answer(req, cached))
-        if not todo:
-            return
+    # -- one request through the cache --------------------------------------------------------------------
+    async def answer(self, req: LLMRequest) -> tuple[LLMAnswer, bool]:
+        """The stored answer if the database has one (fresh = False), else the backend's (fresh = True). The
+        caller stores a fresh answer together with what it makes of it, in one transaction."""
+        req.request_hash = request_hash(self.backend.name, self.backend.model, self.backend.params, req)
+        row = self.db.cached_response(req.request_hash)
+        if row is not None:
+            return LLMAnswer(row["text"], row["finish_reason"], model=row["model"] or ""), False
         if self.request_log:
-            self.request_log.writelines(r.request_hash + "\n" for r in todo)
+            self.request_log.write(req.request_hash + "\n")
             self.request_log.flush()
-        self.sent += len(todo)
-
-        def store(req: LLMRequest, answer: LLMAnswer) -> None:
-            pause = time.perf_counter()
-            self.db.write([_insert_call(self.backend, req, answer), *on_answer(req, answer)])
-            self.timings.backend -= time.perf_counter() - pause  # database time is not backend time
-
-        t0 = time.perf_counter()
-        sandbox_before = self.sandbox_seconds
-        self.backend.complete(todo, store)
-        # the simulate backend checks its bugs in the sandbox: count that as sandbox time
-        spent_in_sandbox = self.sandbox_seconds - sandbox_before
-        self.timings.backend += time.perf_counter() - t0 - spent_in_sandbox
-
-    @property
-    def sandbox_seconds(self) -> float:
-        return getattr(self.executor, "seconds", 0.0)
+        self.sent += 1
+        with self.backend_clock.busy(), self.runner.engines.busy():
+            return await self.backend.answer(req), True
 
     # -- stages 1-3 ---------------------------------------------------------------------------------------
     def generate_and_refine(self) -> None:
-        """One round per iteration: ask for every unfinished problem's next attempt, then run them all. Each
-        round has its own progress bar: problems done in the round, and how their attempts ended."""
+        asyncio.run(self._generate_and_refine())
+
+    async def _generate_and_refine(self) -> None:
+        """Every problem runs its own loop (ask, run the tests, ask again ...), all at once: a slow answer or a
+        test run that times out holds up only its own problem. The backend bounds the requests in flight,
+        the sandbox its jobs."""
+        states = load_states(self.db)
         active = [pid for pid in self.order if skip_reason(self.config, self.problems[pid]) is None]
-        for it in range(self.config.max_iterations + 1):
-            states = load_states(self.db)
-            todo = [pid for pid in active if self._needs_attempt(states.get(pid), it)]
-            # answered before an interruption but never run
-            waiting = [
-                pid
-                for pid in active
-                if (st := states.get(pid)) and st.next_iteration == it + 1 and st.unexecuted
-            ]
-            if not todo and not waiting:
-                continue
-            bar = self.progress.bar("generate" if it == 0 else f"refine {it}", len(todo) + len(waiting))
-            counts = Counter()
-
-            def on_answer(req: LLMRequest, answer: LLMAnswer, states=states, bar=bar, counts=counts) -> list:
-                if answer.text is None:
-                    self.llm_errors[req.problem_id] = (
-                        f"{answer.error_kind} after {answer.attempts} requests: {answer.error_message}"
-                    )
-                    counts["llm_error"] += 1
-                    bar.update()
-                    return []
-                self.llm_errors.pop(req.problem_id, None)
-                state = states.get(req.problem_id) or ProblemState([])
-                row = attempt_from_answer(self.problems[req.problem_id], state, req, answer)
-                if row["answer_kind"] != "code":  # a failed attempt that never reaches the sandbox
-                    counts[row["answer_kind"]] += 1
-                    bar.update()
-                bar.set_postfix(ordered_counts(counts), refresh=False)
-                return [_insert_attempt(row)]
-
-            self.ask(
-                [next_request(self.problems[pid], states.get(pid) or ProblemState([])) for pid in todo],
-                on_answer,
+        bar = self.progress.bar("generate+refine", len(active))
+        try:
+            await asyncio.gather(
+                *(self._solve(pid, states.get(pid) or ProblemState([]), bar) for pid in active)
             )
-            states = load_states(self.db)
-            runnable = [
-                pid
-                for pid in active
-                if (st := states.get(pid)) and st.next_iteration == it + 1 and st.unexecuted
-            ]
-            self._execute(runnable, states, bar, counts)
+        finally:
             bar.close()
+            await self.backend.aclose()
 
-    def _needs_attempt(self, state: ProblemState | None, it: int) -> bool:
-        if state is None:
-            return it == 0
-        return state.next_iteration == it and not state.finished and not state.unexecuted
+    async def _solve(self, pid: str, state: ProblemState, bar) -> None:
+        problem = self.problems[pid]
+        while not state.finished:
+            if state.unexecuted:
+                await self._execute(problem, state)
+                continue
+            if state.next_iteration > self.config.max_iterations:
+                break
+            req = next_request(problem, state)
+            answer, fresh = await self.answer(req)
+            call = [_insert_call(self.backend, req, answer)] if fresh else []
+            if answer.text is None:
+                self.llm_errors[pid] = (
+                    f"{answer.error_kind} after {answer.attempts} requests: {answer.error_message}"
+                )
+                self.db.write(call)
+                self.counts["llm_error"] += 1
+                break
+            self.llm_errors.pop(pid, None)
+            row = attempt_from_answer(problem, state, req, answer)
+            self.db.write([*call, _insert_attempt(row)])
+            state.attempts.append(row)
+            if row["answer_kind"] != "code":  # a failed attempt that never reaches the sandbox
+                self.counts[row["answer_kind"]] += 1
+            bar.set_postfix(ordered_counts(self.counts), refresh=False)
+        bar.set_postfix(ordered_counts(self.counts), refresh=False)
+        bar.update()  # this problem is done: passed, out of iterations, or its request failed
+
+    async def _execute(self, problem: Problem, state: ProblemState) -> None:
+        last = state.last
+        outcome = (await self.runner.run([(problem, last["code"], state.frozen_tests)]))[0]
+        it = last["iteration"]
+        statements = [
+            (
+                "UPDATE attempts SET status = ?, error_type = ?, message = ?, failing_test = ?, traceback = ? "
+                "WHERE problem_id = ? AND iteration = ?",
+                (
+                    outcome.status,
+                    outcome.error_type,
+                    outcome.message,
+                    outcome.failing_test,
+                    outcome.traceback,
+                    problem.id,
+                    it,
+                ),
+            )
+        ]
+        for case_index, r in enumerate(outcome.cases):
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO executions (problem_id, iteration, case_index, status, wall_ms, "
+                    "cpu_ms, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        problem.id,
+                        it,
+                        case_index,
+                        r.get("status"),
+                        r.get("wall_ms"),
+                        r.get("cpu_ms"),
+                        json.dumps(r),
+                    ),
+                )
+            )
+        self.db.write(statements)
+        last.update(
+            status=outcome.status,
+            error_type=outcome.error_type,
+            message=outcome.message,
+            failing_test=outcome.failing_test,
+            traceback=outcome.traceback,
+        )
+        self.counts["passed" if outcome.passed else "failed"] += 1
 
     def _exhausted(self, state: ProblemState) -> bool:
         last = state.last
@@ -413,53 +420,6 @@ class Builder:
             and last["status"] not in (None, "passed")
             and state.next_iteration > self.config.max_iterations
         )
-
-    def _execute(self, pids: list[str], states: dict[str, ProblemState], bar, counts: Counter) -> None:
-        for start in range(0, len(pids), EXEC_CHUNK):
-            chunk = pids[start : start + EXEC_CHUNK]
-            triples = [
-                (self.problems[pid], states[pid].last["code"], states[pid].frozen_tests) for pid in chunk
-            ]
-            outcomes = self.executor.run(triples)
-            statements = []
-            for pid, outcome in zip(chunk, outcomes, strict=True):
-                it = states[pid].last["iteration"]
-                statements.append(
-                    (
-                        "UPDATE attempts SET status = ?, error_type = ?, message = ?, failing_test = ?, traceback = ? "
-                        "WHERE problem_id = ? AND iteration = ?",
-                        (
-                            outcome.status,
-                            outcome.error_type,
-                            outcome.message,
-                            outcome.failing_test,
-                            outcome.traceback,
-                            pid,
-                            it,
-                        ),
-                    )
-                )
-                for case_index, r in enumerate(outcome.cases):
-                    statements.append(
-                        (
-                            "INSERT OR REPLACE INTO executions (problem_id, iteration, case_index, status, wall_ms, "
-                            "cpu_ms, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                pid,
-                                it,
-                                case_index,
-                                r.get("status"),
-                                r.get("wall_ms"),
-                                r.get("cpu_ms"),
-                                json.dumps(r),
-                            ),
-                        )
-                    )
-            self.db.write(statements)
-            for outcome in outcomes:
-                counts["passed" if outcome.passed else "failed"] += 1
-            bar.update(len(chunk))
-            bar.set_postfix(ordered_counts(counts), refresh=False)
 
     # -- outcomes -----------------------------------------------------------------------------------------
     def record_outcomes(self) -> dict[str, tuple[str, str | None, int | None]]:
@@ -500,7 +460,7 @@ class Builder:
         from codeflow import __version__
         from codeflow.diff import diff_code  # tree-sitter's start-up is the diff engine's cost
 
-        self.timings.diff += time.perf_counter() - t0
+        self.diff_s += time.perf_counter() - t0
 
         config = self.config
         states = load_states(self.db)
@@ -532,7 +492,7 @@ class Builder:
             chosen = s.last
             t0 = time.perf_counter()
             diff = diff_code(rejected["code"], chosen["code"], granularity=config.granularity)
-            self.timings.diff += time.perf_counter() - t0
+            self.diff_s += time.perf_counter() - t0
             cand = filters.Candidate(pid, fenced(chosen["code"]), fenced(rejected["code"]), diff)
             reason = filters.static_verdict(cand, fconfig, count)
             verdicts[pid] = (reason or "kept", diff.kind)
@@ -568,29 +528,31 @@ class Builder:
         return verdicts
 
     def _judge(self, candidates: list, verdicts: dict) -> None:
-        from codeflow.pipeline import prompts as p
-
         kept = [(c, ch, rj) for c, ch, rj in candidates if verdicts[c.problem_id][0] == "kept"]
-        requests = [
-            LLMRequest(
+        asyncio.run(self._judge_all(kept, verdicts))
+
+    async def _judge_all(self, kept: list, verdicts: dict) -> None:
+        async def judge(cand: filters.Candidate, chosen: dict, rejected: dict) -> None:
+            req = LLMRequest(
                 "judge",
-                c.problem_id,
+                cand.problem_id,
                 -1,
-                p.judge_messages(rj["code"], ch["code"]),
-                context={"rejected": rj["code"], "chosen": ch["code"]},
+                prompts.judge_messages(rejected["code"], chosen["code"]),
+                context={"rejected": rejected["code"], "chosen": chosen["code"]},
             )
-            for c, ch, rj in kept
-        ]
-
-        def on_answer(req: LLMRequest, answer: LLMAnswer) -> list:
-            functional = p.parse_judgement(answer.text) if answer.text is not None else None
+            answer, fresh = await self.answer(req)
+            if fresh:
+                self.db.write([_insert_call(self.backend, req, answer)])
+            functional = prompts.parse_judgement(answer.text) if answer.text is not None else None
             if functional is False:
-                verdicts[req.problem_id] = ("judge_cosmetic", None)
+                verdicts[cand.problem_id] = ("judge_cosmetic", None)
             elif functional is None:
-                verdicts[req.problem_id] = ("judge_unclear", answer.error_kind)
-            return []
+                verdicts[cand.problem_id] = ("judge_unclear", answer.error_kind)
 
-        self.ask(requests, on_answer)
+        try:
+            await asyncio.gather(*(judge(*k) for k in kept))
+        finally:
+            await self.backend.aclose()
 
 
 def pick_negative(failing: list[dict], strategy: str, seed: int, problem_id: str) -> dict:
@@ -686,19 +648,28 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
         store_problems(db, report.problems)
         executor = executor or Executor(config.workers, config.exec_timeout_s, config.memory_mb)
         executor.self_check()
-        backend = make_backend(config, {p.id: p for p in report.problems}, executor)
-        builder = Builder(config, db, report.problems, executor, backend)
-        builder.generate_and_refine()
-        outcomes = builder.record_outcomes()
-        verdicts = builder.pair_filter_export()
+        runner = SandboxRunner(executor, BusyClock())
+        backend = make_backend(config, {p.id: p for p in report.problems}, runner)
+        builder = Builder(config, db, report.problems, runner, backend)
+        try:
+            builder.generate_and_refine()
+            outcomes = builder.record_outcomes()
+            verdicts = builder.pair_filter_export()
+        finally:
+            runner.close()
         pairs_path = write_pairs(db, out / "pairs.jsonl")
-        t0 = time.perf_counter()
         wall = time.perf_counter() - t_start
-        builder.timings.sandbox = builder.sandbox_seconds
-        timings = asdict(builder.timings) | {"database": db.seconds, "wall": wall}
+        timings = {
+            "backend": builder.backend_clock.seconds,
+            "sandbox": runner.clock.seconds,
+            # wall time in which neither the model nor the sandbox was working: the pipeline's own share
+            "idle_engines": wall - runner.engines.seconds - executor.startup_s,
+            "diff": builder.diff_s,
+            "database": db.seconds,
+            "wall": wall,
+        }
         for part, seconds in timings.items():  # TIMING_COMMITS commits, after pairs.jsonl is written
             db.add_timing(part, seconds)
-        timings["database"] += time.perf_counter() - t0
         return BuildResult(
             problems=len(report.problems),
             skipped_lines=report.skipped,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from codeflow.pipeline.clock import BusyClock
 from codeflow.pipeline.problems import Problem
 
 
@@ -76,9 +81,16 @@ class Executor:
         else:
             self._owned = False
         self.sandbox = sandbox
+        self._lock = threading.Lock()  # run() is called from several threads at once
         self.executions = 0
         self.retried = 0  # crashed jobs run a second time
-        self.seconds = time.perf_counter() - t0  # wall time in the sandbox (its start-up included)
+        self.startup_s = time.perf_counter() - t0
+
+    @property
+    def parallelism(self) -> int:
+        """How many jobs the sandbox runs at once (its worker count)."""
+        uids = getattr(self.sandbox, "uids", None)
+        return len(uids) if uids else (os.cpu_count() or 1)
 
     def close(self) -> None:
         if self._owned:
@@ -90,26 +102,34 @@ class Executor:
 
         kwargs = [jobs_for(p, code, tests) for p, code, tests in attempts]
         flat = [Job(**k) for ks in kwargs for k in ks]
-        t0 = time.perf_counter()
-        results = [r.to_dict() for r in self.sandbox.run_many(flat)] if flat else []
+        results = [r.to_dict() for r in self._run_jobs(flat)]
         # A job killed from outside (status crashed) is run once more: a real crash repeats, while a kill
         # that came from the machine (another sandbox's clean-up, the OOM killer) should not decide a verdict.
         again = [i for i, r in enumerate(results) if r.get("status") == "crashed"]
         if again:
-            for i, r in zip(again, self.sandbox.run_many([flat[i] for i in again]), strict=True):
+            for i, r in zip(again, self._run_jobs([flat[i] for i in again]), strict=True):
                 results[i] = r.to_dict()
-            self.retried += len(again)
-        self.seconds += time.perf_counter() - t0
-        self.executions += len(flat)
+            with self._lock:
+                self.retried += len(again)
+        with self._lock:
+            self.executions += len(flat)
         outcomes, at = [], 0
         for (problem, _, _), ks in zip(attempts, kwargs, strict=True):
             outcomes.append(fold(problem, results[at : at + len(ks)]))
             at += len(ks)
         return outcomes
 
-    def fails(self, candidates: list[tuple[Problem, str]]) -> list[bool]:
-        """For the simulate backend: does each candidate code fail the problem's tests?"""
-        return [not o.passed for o in self.run([(p, code, p.tests) for p, code in candidates])]
+    def _run_jobs(self, jobs: list) -> list:
+        if len(jobs) == 1 and hasattr(self.sandbox, "run_job"):  # no thread pool for one job
+            try:
+                return [self.sandbox.run_job(jobs[0])]
+            except Exception as exc:  # noqa: BLE001 - as run_many does: a result, not a crashed build
+                from sandbox import Result
+
+                return [
+                    Result(status="error", error_type="SandboxError", message=f"{type(exc).__name__}: {exc}")
+                ]
+        return self.sandbox.run_many(jobs) if jobs else []
 
     def self_check(self) -> None:
         """Run a passing and a failing job of each test style before any LLM money is spent: a sandbox that
@@ -137,3 +157,28 @@ class Executor:
                     f"sandbox self-check failed: a {style} job that should {'pass' if should_pass else 'fail'} "
                     f"came back {outcome.status}{detail}; fix the sandbox first (`python -m sandbox check`)"
                 )
+
+
+class SandboxRunner:
+    """The executor seen from the event loop: `await run(...)` runs attempts on a thread pool as wide as the
+    sandbox, so many problems' tests run at once while the loop goes on; the busy time is clocked."""
+
+    def __init__(self, executor: Executor, engines: BusyClock):
+        self.executor = executor
+        self.clock = BusyClock()  # wall time with at least one sandbox job in flight
+        self.clock.seconds = executor.startup_s
+        self.engines = engines  # shared with the model backend: time when either is working
+        # wider than the sandbox, so a job is always waiting when a worker frees up (they queue in the sandbox)
+        self.pool = ThreadPoolExecutor(max_workers=4 * executor.parallelism, thread_name_prefix="sandbox")
+
+    async def run(self, attempts: list[tuple[Problem, str, str | list[dict]]]) -> list[ExecOutcome]:
+        with self.clock.busy(), self.engines.busy():
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.executor.run, attempts)
+
+    async def fails(self, candidates: list[tuple[Problem, str]]) -> list[bool]:
+        """For the simulate backend: does each candidate code fail the problem's tests?"""
+        outcomes = await self.run([(p, code, p.tests) for p, code in candidates])
+        return [not o.passed for o in outcomes]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
