@@ -10,9 +10,10 @@ import pytest
 
 from codeflow.diff import diff_code
 from codeflow.pipeline import decontam, filters, prompts, simulate
+from codeflow.pipeline.attempts import ProblemState, attempt_from_answer
 from codeflow.pipeline.backends import LLMAnswer, LLMRequest
-from codeflow.pipeline.build import ProblemState, attempt_from_answer, pick_negative
 from codeflow.pipeline.export import FENCE_OPEN, fenced
+from codeflow.pipeline.pairing import pick_negative
 from codeflow.pipeline.problems import Problem, ProblemFileError, load_problems
 from codeflow.pipeline.stats import funnel, pass_rate_by_iteration
 

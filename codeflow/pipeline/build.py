@@ -3,8 +3,8 @@
 In the generation loop every problem runs its own ask -> test -> ask sequence, all problems at once on one
 event loop, so a slow answer or a test run that times out holds up only its own problem. Everything a stage
 produces is committed to the run's database as it arrives; what a rerun finds there it does not redo, and no
-request whose answer is stored is sent again.
-The later stages are cheap and pure, so they are recomputed from the database on every run.
+request whose answer is stored is sent again. The later stages are cheap and pure, so they are recomputed from
+the database on every run. A problem's state lives in attempts.py, the choice of pairs in pairing.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import sys
 import time
 from collections import Counter
@@ -20,11 +19,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from codeflow.pipeline import decontam, filters, prompts
+from codeflow.pipeline.attempts import (
+    ProblemState,
+    attempt_from_answer,
+    insert_attempt,
+    insert_call,
+    load_states,
+    next_request,
+)
 from codeflow.pipeline.backends import LLMAnswer, LLMRequest, request_hash
 from codeflow.pipeline.clock import BusyClock
 from codeflow.pipeline.db import RunDB, open_run_db
 from codeflow.pipeline.execute import Executor, SandboxRunner
-from codeflow.pipeline.export import FENCE_OPEN, fenced, write_pairs
+from codeflow.pipeline.export import fenced, write_pairs
+from codeflow.pipeline.pairing import pair_record, pick_negative
 from codeflow.pipeline.problems import Problem, load_problems
 
 # Settings that decide the model's answers: a run directory cannot be resumed with different ones.
@@ -137,159 +145,6 @@ def skip_reason(config: BuildConfig, problem: Problem) -> str | None:
     return None
 
 
-@dataclass
-class ProblemState:
-    """What the database says about one problem's trajectory so far."""
-
-    attempts: list[dict]  # rows of the attempts table, by iteration
-
-    @property
-    def next_iteration(self) -> int:
-        return len(self.attempts)
-
-    @property
-    def last(self) -> dict | None:
-        return self.attempts[-1] if self.attempts else None
-
-    @property
-    def frozen_tests(self) -> str | list[dict] | None:
-        for a in self.attempts:
-            if a["tests"] is not None:
-                return json.loads(a["tests"])
-        return None
-
-    @property
-    def finished(self) -> bool:
-        last = self.last
-        return last is not None and last["status"] == "passed"
-
-    @property
-    def unexecuted(self) -> bool:
-        last = self.last
-        return last is not None and last["answer_kind"] == "code" and last["status"] is None
-
-
-def load_states(db: RunDB) -> dict[str, ProblemState]:
-    states: dict[str, ProblemState] = {}
-    for row in db.query("SELECT * FROM attempts ORDER BY problem_id, iteration"):
-        states.setdefault(row["problem_id"], ProblemState([])).attempts.append(dict(row))
-    return states
-
-
-def next_request(problem: Problem, state: ProblemState) -> LLMRequest:
-    """Generation for the first attempt (or while no tests exist yet), refinement after a failure."""
-    it = state.next_iteration
-    tests = problem.tests or state.frozen_tests
-    last = state.last
-    if last is None:
-        return LLMRequest("generate", problem.id, 0, prompts.generation_messages(problem))
-    feedback = prompts.feedback_text(
-        last["answer_kind"],
-        last["status"],
-        last["error_type"],
-        last["failing_test"],
-        last["message"],
-        last["traceback"],
-    )
-    code = next((a["code"] for a in reversed(state.attempts) if a["code"]), "")
-    if tests is None:  # the model has not yet given a usable test file: ask for both files again
-        messages = prompts.generation_messages(problem)
-        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n\n" + feedback}
-        return LLMRequest("generate", problem.id, it, messages)
-    return LLMRequest(
-        "refine",
-        problem.id,
-        it,
-        prompts.refinement_messages(problem, code, tests, feedback),
-        context={"code": code},
-    )
-
-
-_ATTEMPT_COLUMNS = (
-    "problem_id",
-    "iteration",
-    "request_hash",
-    "answer_kind",
-    "code",
-    "tests",
-    "status",
-    "error_type",
-    "message",
-    "failing_test",
-    "traceback",
-)
-
-
-def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, answer: LLMAnswer) -> dict:
-    """The attempt row an answer makes. Truncated, code-less and test-editing answers are failed attempts
-    that never reach the sandbox; an answer that edits frozen tests is recorded, never accepted."""
-    frozen = problem.tests or state.frozen_tests
-    row = dict.fromkeys(_ATTEMPT_COLUMNS) | {
-        "problem_id": problem.id,
-        "iteration": req.iteration,
-        "request_hash": req.request_hash,
-        "tests": json.dumps(frozen) if frozen is not None else None,
-    }
-    parsed = prompts.parse_answer(answer.text or "")
-    row["code"] = parsed.solution
-    if answer.finish_reason == "length":
-        row.update(answer_kind="truncated", status="truncated")
-    elif parsed.solution is None or not parsed.solution.strip():
-        row.update(answer_kind="no_code", status="no_code")
-    elif frozen is None and parsed.tests is None:
-        row.update(answer_kind="no_tests", status="no_tests")
-    elif frozen is None:
-        row.update(answer_kind="code", tests=json.dumps(parsed.tests))
-    elif (
-        parsed.tests is not None
-        and not isinstance(frozen, list)
-        and not problem.tests
-        and not prompts.same_tests(parsed.tests, frozen)
-    ):
-        row.update(
-            answer_kind="tests_edited",
-            status="tests_edited",
-            message="the answer changed the frozen tests; attempt rejected",
-        )
-    else:
-        row["answer_kind"] = "code"
-    return row
-
-
-def _insert_attempt(row: dict) -> tuple[str, tuple]:
-    cols = ", ".join(_ATTEMPT_COLUMNS)
-    marks = ", ".join("?" for _ in _ATTEMPT_COLUMNS)
-    return f"INSERT OR REPLACE INTO attempts ({cols}) VALUES ({marks})", tuple(
-        row.get(c) for c in _ATTEMPT_COLUMNS
-    )
-
-
-def _insert_call(backend, req: LLMRequest, a: LLMAnswer) -> tuple[str, tuple]:
-    request = json.dumps({"messages": req.messages, "params": backend.params, "model": backend.model})
-    return (
-        "INSERT OR REPLACE INTO llm_calls (request_hash, stage, problem_id, iteration, request, text, "
-        "finish_reason, prompt_tokens, completion_tokens, model, latency_s, attempts, error_kind, error_message, "
-        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            req.request_hash,
-            req.stage,
-            req.problem_id,
-            req.iteration,
-            request,
-            a.text,
-            a.finish_reason,
-            a.prompt_tokens,
-            a.completion_tokens,
-            a.model,
-            a.latency_s,
-            a.attempts,
-            a.error_kind,
-            a.error_message,
-            time.time(),
-        ),
-    )
-
-
 class Builder:
     def __init__(
         self, config: BuildConfig, db: RunDB, problems: list[Problem], runner: SandboxRunner, backend
@@ -350,7 +205,7 @@ class Builder:
                 break
             req = next_request(problem, state)
             answer, fresh = await self.answer(req)
-            call = [_insert_call(self.backend, req, answer)] if fresh else []
+            call = [insert_call(self.backend, req, answer)] if fresh else []
             if answer.text is None:
                 self.llm_errors[pid] = (
                     f"{answer.error_kind} after {answer.attempts} requests: {answer.error_message}"
@@ -360,7 +215,7 @@ class Builder:
                 break
             self.llm_errors.pop(pid, None)
             row = attempt_from_answer(problem, state, req, answer)
-            self.db.write([*call, _insert_attempt(row)])
+            self.db.write([*call, insert_attempt(row)])
             state.attempts.append(row)
             if row["answer_kind"] != "code":  # a failed attempt that never reaches the sandbox
                 self.counts[row["answer_kind"]] += 1
@@ -542,7 +397,7 @@ class Builder:
             )
             answer, fresh = await self.answer(req)
             if fresh:
-                self.db.write([_insert_call(self.backend, req, answer)])
+                self.db.write([insert_call(self.backend, req, answer)])
             functional = prompts.parse_judgement(answer.text) if answer.text is not None else None
             if functional is False:
                 verdicts[cand.problem_id] = ("judge_cosmetic", None)
@@ -553,35 +408,6 @@ class Builder:
             await asyncio.gather(*(judge(*k) for k in kept))
         finally:
             await self.backend.aclose()
-
-
-def pick_negative(failing: list[dict], strategy: str, seed: int, problem_id: str) -> dict:
-    """The rejected version among a problem's failing attempts: first, last, or one at random (seeded per
-    problem, so the choice does not depend on which other problems are in the run)."""
-    if strategy == "first":
-        return failing[0]
-    if strategy == "last":
-        return failing[-1]
-    return random.Random(f"negative:{seed}:{problem_id}").choice(failing)
-
-
-def pair_record(problem: Problem, cand: filters.Candidate, chosen: dict, rejected: dict, meta: dict) -> dict:
-    shift = len(FENCE_OPEN)
-    return {
-        "prompt": problem.instruction,
-        "chosen": cand.chosen,
-        "rejected": cand.rejected,
-        "chosen_spans": [[s + shift, e + shift] for s, e in cand.diff.after_spans],
-        "rejected_spans": [[s + shift, e + shift] for s, e in cand.diff.before_spans],
-        "problem_id": problem.id,
-        "chosen_iteration": chosen["iteration"],
-        "rejected_iteration": rejected["iteration"],
-        "rejected_status": rejected["status"],
-        "rejected_error_type": rejected["error_type"],
-        "tests": json.loads(chosen["tests"]),
-        "test_style": problem.test_style,
-        "meta": meta,
-    }
 
 
 # -- the whole build --------------------------------------------------------------------------------------
