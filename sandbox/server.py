@@ -226,6 +226,7 @@ def _prepare_run_dir(spec: dict, config: WorkerConfig) -> str:
     # cacheable, since their file name is part of the code object).
     if config.private_tmp:
         run_dir = PRIVATE_RUN_DIR
+        shutil.rmtree(run_dir, ignore_errors=True)  # only after a server error; normally wiped already
         os.mkdir(run_dir, 0o700)
     else:
         run_dir = tempfile.mkdtemp(prefix="sandbox-run-")
@@ -348,11 +349,13 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
         os.close(fd)
     out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
     report = _Capture(res_r, REPORT_CAP)
-    kill_reason, exit_status, cpu_ms = _supervise(start + limits.timeout_s, out, err, report, pid, config)
+    try:
+        kill_reason, exit_status, cpu_ms = _supervise(start + limits.timeout_s, out, err, report, pid, config)
+    finally:
+        for fd in (out_r, err_r, res_r):
+            os.close(fd)
+        wipe(run_dir, config)
     wall_ms = (time.monotonic() - start) * 1000
-    for fd in (out_r, err_r, res_r):
-        os.close(fd)
-    wipe(run_dir, config)
     result = verdict.decide(
         style=spec["style"],
         report=bytes(report.data),
@@ -402,7 +405,7 @@ def _supervise(deadline: float, out, err, report, pid: int, config: WorkerConfig
             elif time.monotonic() >= deadline:
                 kill_reason = "timeout"
             if kill_reason:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)  # our unreaped child: the pid cannot have been reused
                 break
     finally:
         os.close(pidfd)
