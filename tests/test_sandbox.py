@@ -259,7 +259,7 @@ def test_forged_or_missing_reports_never_pass():
     assert decide(report=short, exit_status=0, **common)["status"] == "error"
 
 
-@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+@pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs root and bubblewrap")
 def test_full_isolation_is_reported_with_bwrap(sb):
     r = sb.run(HONEST_CODE, HONEST_TESTS)
     assert set(sandbox_core.FULL_ISOLATION) <= set(r.isolation)
