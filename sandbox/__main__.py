@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb, output_bytes=args.output_bytes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if args.json else "default")
-        with Sandbox(workers=1, limits=limits) as sb:
+        with Sandbox(workers=1, limits=limits, use_bwrap=False if args.no_bwrap else None) as sb:
             result = sb.run(code, tests, style=args.style, stdin=stdin, expected_stdout=expected)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -65,10 +65,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    print(f"user: uid {os.geteuid()}; bubblewrap: {shutil.which('bwrap') or 'not installed'}")
+    bwrap = shutil.which("bwrap") or "not installed"
+    print(
+        f"user: uid {os.geteuid()}; bubblewrap: {bwrap}{' (not used: --no-bwrap)' if args.no_bwrap else ''}"
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=Limits(timeout_s=5)) as sb:
+        with Sandbox(workers=1, limits=Limits(timeout_s=5), use_bwrap=False if args.no_bwrap else None) as sb:
             active = set(sb.isolation)
             for name in FULL_ISOLATION:
                 mark = "ok     " if name in active else "MISSING"
@@ -101,8 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stdin", help="file fed to stdin (stdio style)")
     run.add_argument("--expected-stdout", help="file with the expected stdout (stdio style)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="show which protections work on this machine")
+    check.add_argument("--no-bwrap", action="store_true", help="check the fallback used without bubblewrap")
     check.set_defaults(func=cmd_check)
     args = parser.parse_args(argv)
     try:

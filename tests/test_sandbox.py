@@ -326,6 +326,15 @@ def test_cli_check_lists_protections_and_probes():
         assert name in done.stdout
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback isolates fully only as root")
+def test_cli_check_without_bwrap_names_the_missing_protection():
+    cmd = [sys.executable, "-m", "sandbox", "check", "--no-bwrap"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MISSING readonly_root" in done.stdout
+    assert "reduced isolation: readonly_root" in done.stdout
+
+
 def test_concurrent_sandboxes_do_not_interfere():
     results = []
 
