@@ -187,10 +187,16 @@ class Builder:
         states = load_states(self.db)
         active = [pid for pid in self.order if skip_reason(self.config, self.problems[pid]) is None]
         bar = self.progress.bar("generate+refine", len(active))
+        # Problems in progress at once: enough to keep the backend and the sandbox full, few enough that a
+        # run of a million problems does not hold a million prompts, and that a kill loses little.
+        slots = asyncio.Semaphore(max(64, 4 * (self.config.concurrency + self.runner.executor.parallelism)))
+
+        async def solve(pid: str) -> None:
+            async with slots:
+                await self._solve(pid, states.get(pid) or ProblemState([]), bar)
+
         try:
-            await asyncio.gather(
-                *(self._solve(pid, states.get(pid) or ProblemState([]), bar) for pid in active)
-            )
+            await asyncio.gather(*(solve(pid) for pid in active))
         finally:
             bar.close()
             await self.backend.aclose()
