@@ -135,6 +135,26 @@ def test_build_against_flaky_server_records_every_outcome_and_respects_retry_pol
         assert again.requests_sent == 1
         assert (tmp_path / "run" / "pairs.jsonl").read_text().splitlines() == [json.dumps(p) for p in pairs]
 
+    # --judge on the finished run: one judge request per pair; a "COSMETIC" verdict drops its pair, and the
+    # verdicts are cached like every other answer
+    verdicts = iter(["COSMETIC", "FUNCTIONAL"])
+
+    def judge_script(request):
+        if "FUNCTIONAL or COSMETIC" in request.prompt_text:
+            return answer(next(verdicts, "FUNCTIONAL"))
+        return server_error(500)  # the "[down]" problem is retried by every rerun, and fails again
+
+    def judge_requests():
+        return sum("FUNCTIONAL or COSMETIC" in r.prompt_text for r in judge_server.requests)
+
+    with FakeOpenAIServer(judge_script) as judge_server:
+        config.base_url, config.judge = judge_server.base_url, True
+        judged = build(config)
+        assert judge_requests() == 2 and judged.pairs == 1
+        assert judged.verdicts["judge_cosmetic"] == 1
+        again = build(config)
+        assert judge_requests() == 2 and again.pairs == 1
+
 
 def test_build_with_a_local_transformers_model_records_its_attempts(tmp_path, tiny_model_dir):
     """A random tiny model writes no usable code: every attempt is recorded as a failed answer, nothing crashes."""

@@ -115,6 +115,12 @@ def run_build(args: argparse.Namespace) -> int:
     except (BuildError, ProblemFileError, SandboxCheckError, FileNotFoundError, ValueError) as e:
         print(f"codeflow build: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            f"\ncodeflow build: interrupted; rerun the same command to resume from {args.out}",
+            file=sys.stderr,
+        )
+        return 130
     print(render(collect(args.out)))
     print(
         f"\n{result.pairs} pairs -> {result.pairs_path} ({result.requests_sent} LLM requests sent this run)"
