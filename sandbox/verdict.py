@@ -200,6 +200,10 @@ def decide(
     if parsed.get("statements") != expected["statements"]:
         message = f"the tests stopped after {parsed.get('statements')} of {expected['statements']} statements"
         return {"status": "error", "error_type": "TestsNotRun", "message": message}
+    if not parsed.get("asserts"):
+        # Nothing was checked: typically HumanEval tests passed without their `check(entry_point)` line.
+        message = "no assert statement ran (HumanEval-style tests need a final `check(entry_point)` line)"
+        return {"status": "error", "error_type": "NoTests", "message": message}
     return {"status": "passed", "tests_run": int(parsed.get("asserts", 0))}
 
 

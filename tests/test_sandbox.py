@@ -54,6 +54,12 @@ def test_humaneval_style_check_function_counts_inner_asserts(sb):
     assert r.status == "passed" and r.tests_run == 5
 
 
+def test_tests_that_check_nothing_do_not_pass(sb):
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n"  # the check(add) line is missing
+    r = sb.run(HONEST_CODE, tests)
+    assert r.status == "error" and r.error_type == "NoTests"
+
+
 def test_runtime_error_in_code_is_error_with_trimmed_traceback(sb):
     r = sb.run("def f():\n    return undefined_name\nf()\n", "assert True")
     assert r.status == "error" and r.error_type == "NameError"
@@ -246,7 +252,8 @@ def test_forged_or_missing_reports_never_pass():
         module_name="solution",
     )
     good = (
-        REPORT_MAGIC + json.dumps({"nonce": "abc", "done": True, "statements": 1, "tampering": []}).encode()
+        REPORT_MAGIC
+        + json.dumps({"nonce": "abc", "done": True, "statements": 1, "asserts": 1, "tampering": []}).encode()
     )
     assert decide(report=good, exit_status=0, **common)["status"] == "passed"
     forged = REPORT_MAGIC + json.dumps({"nonce": "xyz", "done": True, "statements": 1}).encode()
