@@ -195,7 +195,6 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
     # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    random.seed()  # forked jobs would otherwise all draw the same "random" numbers
     runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
 
 

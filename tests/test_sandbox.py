@@ -234,6 +234,11 @@ def test_a_killed_worker_yields_an_error_result_and_is_restarted():
             assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
 
 
+def test_each_job_draws_its_own_random_numbers(sb):
+    draws = {sb.run("import random\nprint(random.random())\n", "assert True").stdout for _ in range(3)}
+    assert len(draws) == 3  # forks of one server must not replay the same random sequence
+
+
 def test_no_process_outlives_its_job(sb):
     code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
     assert sb.run(code, "assert True").status == "passed"
