@@ -83,7 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML file with any of these options (underscores in names)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": HELP.get(f.name)}
+        shown = "" if f.default in ("", None) else f"default: {f.default}"
+        text = "; ".join(part for part in (HELP.get(f.name, ""), shown) if part)
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text or None}
         if f.type in ("bool", "bool | None"):
             kwargs["action"] = argparse.BooleanOptionalAction
         elif f.name == "mask":

@@ -1,7 +1,8 @@
 """Reference log-probs: precomputed once in a no-grad pass and cached on disk, or live from a frozen copy.
 
-The cache keeps the log-prob of every completion token of both sides, not weighted sums, so one cache serves
-every mask mode. Its key is a fingerprint of the reference weights and of the tokenized data.
+The cache keeps per-token log-probs of the completions (not weighted sums), computed only at the tokens the mask
+mode weights, so the reference pass skips what the loss never reads. Its key is a fingerprint of the reference
+weights, the tokenized data and the mask mode.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def batch_token_logps(
     return logps(backbone_hidden(model, batch), lm_head_weight(model), batch.input_ids, positions, chunk_size)
 
 
-def fingerprint(model_dir: str, pairs: list[TokenizedPair], dtype: str) -> str:
-    """sha256 over the reference's config and weight files (size + head and tail bytes) and every token id."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {dtype}".encode())
+def fingerprint(model_dir: str, pairs: list[TokenizedPair], dtype: str, mask_mode: str = "full") -> str:
+    """sha256 over the reference's config and weight files (size + head and tail bytes), every token id and
+    the diff masks and mask mode, which decide the tokens the cache holds."""
+    mode = "full" if mask_mode == "hybrid" else mask_mode
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {dtype} {mode}".encode())
     root = Path(model_dir)
     if root.is_dir():
         for path in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")) + [root / "config.json"]:
@@ -57,7 +60,9 @@ def fingerprint(model_dir: str, pairs: list[TokenizedPair], dtype: str) -> str:
     else:
         digest.update(model_dir.encode())  # a hub name: its revision is cached locally under that name
     for p in pairs:
-        digest.update(json.dumps([p.prompt_ids, p.chosen_ids, p.rejected_ids]).encode())
+        digest.update(
+            json.dumps([p.prompt_ids, p.chosen_ids, p.rejected_ids, p.chosen_diff, p.rejected_diff]).encode()
+        )
     return digest.hexdigest()[:24]
 
 
@@ -71,8 +76,14 @@ def precompute(
     device: torch.device,
     autocast_dtype: torch.dtype | None,
     progress: bool = False,
+    mask_mode: str = "full",
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(chosen, rejected) per-token log-probs of each pair's completion tokens, in pair order."""
+    """(chosen, rejected) per-token log-probs of each pair's completion tokens, in pair order.
+
+    Only the tokens `mask_mode` weights are computed (zero elsewhere): in `target` mode that skips all but the
+    D- tokens of the rejected side. `hybrid` needs every token.
+    """
+    mode = "full" if mask_mode == "hybrid" else mask_mode
     from tqdm import tqdm
 
     was_training = model.training
@@ -81,11 +92,11 @@ def precompute(
     starts = range(0, len(pairs), batch_size)
     for start in tqdm(starts, desc="reference log-probs", disable=not progress, leave=False):
         indices = list(range(start, min(start + batch_size, len(pairs))))
-        batch = collate(pairs, indices, "full", pad_id).to(device)
+        batch = collate(pairs, indices, mode, pad_id).to(device)
         with torch.autocast(
             device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
         ):
-            token_logps = batch_token_logps(model, batch, batch.completion, chunk_size).cpu()
+            token_logps = batch_token_logps(model, batch, batch.weights != 0, chunk_size).cpu()
         completion = batch.completion.cpu()
         b = batch.num_pairs
         for k in range(b):

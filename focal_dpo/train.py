@@ -167,13 +167,13 @@ def train(config: TrainConfig) -> TrainResult:
     ref_source = config.ref_model or config.model
     ref_model, ref_cache = None, None
     if config.ref == "precompute":
-        key = fingerprint(ref_source, pairs, str(autocast_dtype))
+        key = fingerprint(ref_source, pairs, str(autocast_dtype), config.mask)
         fresh_policy = resume_from is None and ref_source == config.model
 
         def compute():
             ref = model if fresh_policy else load_model(ref_source, device)
             return precompute(ref, pairs, pad_id, config.batch_size, config.logits_chunk, device, autocast_dtype,
-                              config.progress)  # fmt: skip
+                              config.progress, config.mask)  # fmt: skip
 
         ref_cache = load_or_precompute(Path(config.ref_cache or output / "ref_cache"), key, compute)
     else:
@@ -187,7 +187,8 @@ def train(config: TrainConfig) -> TrainResult:
             return batch_token_logps(ref_model, batch, batch.weights != 0, config.logits_chunk)
 
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5 renamed it; 4.x only has the old name
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     model.train()
     steps_per_epoch = math.ceil(len(train_indices) / (config.batch_size * config.grad_accum))
@@ -281,7 +282,7 @@ def train(config: TrainConfig) -> TrainResult:
     if eval_metrics:
         print("eval: " + ", ".join(f"{k} {v:.4g}" for k, v in eval_metrics.items()), flush=True)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_disable()
+        (getattr(model, "activation_checkpointing_disable", None) or model.gradient_checkpointing_disable)()
         model.config.use_cache = True
     model.save_pretrained(output / "final")
     tokenizer.save_pretrained(output / "final")

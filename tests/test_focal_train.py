@@ -191,3 +191,12 @@ def test_cli_train_reports_a_bad_row_by_file_and_line(models, tmp_path, capsys):
     argv = ["train", "--model", str(models["policy"]), "--data", str(data), "--output", str(tmp_path / "o")]
     assert focal_dpo_main([*argv, "--no-progress"]) == 1
     assert "bad.jsonl:1: empty rejected completion" in capsys.readouterr().err
+
+
+def test_gradient_checkpointing_gives_the_same_losses(models, pairs_file, tmp_path):
+    train(config_for(models, pairs_file, tmp_path / "plain", max_steps=3))
+    train(config_for(models, pairs_file, tmp_path / "ckpt", max_steps=3, gradient_checkpointing=True))
+    assert losses(tmp_path / "ckpt") == pytest.approx(losses(tmp_path / "plain"), abs=1e-5)
+    assert losses(tmp_path / "plain")[2] != pytest.approx(
+        losses(tmp_path / "plain")[0], abs=1e-4
+    )  # it trains
