@@ -32,7 +32,6 @@ TRACEBACK_CHARS = 2000
 MESSAGE_CHARS = 300
 
 _write = os.write
-_close = os.close
 _exit = os._exit
 _getpid = os.getpid
 _read = os.read
@@ -44,6 +43,7 @@ _isinstance = isinstance
 _id = id
 _len = len
 _RUNNER_FILE = __file__
+_THIS_MODULE = sys.modules[__name__]  # jobs remove it from sys.modules; the watch list keeps it
 # unittest's own frames say nothing about the code under test (unittest hides them from its reports too).
 _UNITTEST_DIR = os.path.dirname(unittest.__file__) + os.sep
 
@@ -193,7 +193,7 @@ def install_unittest_guards() -> None:
 
 def _watched_dicts() -> list[tuple[str, dict]]:
     """The namespaces whose change means tampering: builtins, unittest's machinery and this runner."""
-    mods = [builtins, unittest.case, unittest.result, unittest.suite, unittest.loader, sys.modules[__name__]]
+    mods = [builtins, unittest.case, unittest.result, unittest.suite, unittest.loader, _THIS_MODULE]
     targets = [(m.__name__, vars(m)) for m in mods]
     for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader, _Recorder):
         # A class's attributes live in a real dict behind its read-only mappingproxy.
@@ -321,12 +321,14 @@ def describe_exception(exc: BaseException) -> dict:
         text += "".join(traceback.format_exception_only(_type(exc), exc))
         text = text.replace(os.getcwd() + os.sep, "")
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        test_frames = [f for f in frames if os.path.basename(f.filename).startswith("test")]
+        test_frames = [f for f in frames if f.filename == _RUN.get("tests_path")]
         line = (test_frames[-1].line or "").strip() if test_frames else None
+        code = exc.errno if _isinstance(exc, OSError) and _type(exc.errno) is int else None
     except BaseException as err:  # noqa: BLE001 - a hostile __str__ must not break the report
         text, message, line = f"<exception could not be formatted: {_type(err).__name__}>", "", None
+        code = None
     return {
-        "errno": exc.errno if _isinstance(exc, OSError) else None,
+        "errno": code,
         "error_type": _type(exc).__name__,
         "message": message[:MESSAGE_CHARS],
         "traceback": trim_traceback(text),
@@ -462,7 +464,7 @@ def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoRetu
     `take_snapshot()` from the fork server, before any untrusted code existed.
     """
     owner = _getpid()
-    _RUN.update(code_module=spec["module_name"], tampering=[], asserts=0)
+    _RUN.update(code_module=spec["module_name"], tests_path=spec.get("tests_path"), tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
     if _read_version is None:
         snapshot = take_snapshot()  # identity snapshot: must be taken in this process

@@ -195,6 +195,8 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
     # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    for name in [m for m in sys.modules if m == "sandbox" or m.startswith("sandbox.")]:
+        del sys.modules[name]  # the runner keeps its own references; `import sandbox` now finds no live state
     runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
 
 
