@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sandbox import Job, Limits, Result, Sandbox
+from sandbox import Job, Limits, Result, Sandbox, runner
 from sandbox import core as sandbox_core
 from sandbox.runner import REPORT_MAGIC
 from sandbox.verdict import decide, normalise_output, unittest_test_ids
@@ -243,6 +244,20 @@ def test_no_process_outlives_its_job(sb):
     code = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
     assert sb.run(code, "assert True").status == "passed"
     assert sandbox_processes(sb.uids) == []
+
+
+@pytest.mark.parametrize("reader", ["dict version tags", "identity fallback"])
+def test_tamper_check_sees_a_replaced_builtin(reader, monkeypatch):
+    if reader == "identity fallback":
+        monkeypatch.setattr(runner, "_read_version", None)
+    snapshot = runner.take_snapshot()
+    assert runner.tampered(snapshot) == []
+    original = builtins.all
+    try:
+        builtins.all = lambda items: True
+        assert "builtins was modified" in runner.tampered(snapshot)
+    finally:
+        builtins.all = original
 
 
 def test_forged_or_missing_reports_never_pass():
