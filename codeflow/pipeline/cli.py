@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -128,6 +129,13 @@ def run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print(text: str) -> None:
+    try:
+        print(text)
+    except BrokenPipeError:  # `| head` closed the pipe early: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - nothing may write to the closed pipe at exit
+
+
 def run_stats(args: argparse.Namespace) -> int:
     import json
 
@@ -138,22 +146,18 @@ def run_stats(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"codeflow stats: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(stats, indent=2) if args.json else render(stats))
+    _print(json.dumps(stats, indent=2) if args.json else render(stats))
     return 0
 
 
 def run_show(args: argparse.Namespace) -> int:
     from codeflow.pipeline.show import show
 
+    color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     try:
-        print(
-            show(
-                args.run_dir,
-                args.pair,
-                color=args.color == "always" or (args.color == "auto" and sys.stdout.isatty()),
-            )
-        )
+        text = show(args.run_dir, args.pair, color=color)
     except (FileNotFoundError, IndexError) as e:
         print(f"codeflow show: error: {e}", file=sys.stderr)
         return 2
+    _print(text)
     return 0

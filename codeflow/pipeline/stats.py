@@ -93,6 +93,15 @@ def collect(run_dir: str | Path) -> dict:
         "seed": config.get("seed"),
         "problems": len(outcomes),
         "outcomes": dict(statuses),
+        # why problems did not pass, most common first (an llm_error reason keeps the error kind and count)
+        "outcome_reasons": [
+            {"status": status, "reason": reason, "problems": n}
+            for (status, reason), n in Counter(
+                (o["status"], (o["reason"] or "").split(": ")[0])
+                for o in outcomes.values()
+                if o["status"] != "passed"
+            ).most_common(10)
+        ],
         "pass_rate_by_iteration": pass_rate_by_iteration(first_pass, attempted, max_it),
         "attempts": dict(attempt_kinds),
         "funnel": funnel(verdicts, judge=bool(config.get("judge"))),
@@ -117,6 +126,8 @@ def render(s: dict) -> str:
     lines.append(
         f"problems: {s['problems']}  " + "  ".join(f"{k}={v}" for k, v in sorted(s["outcomes"].items()))
     )
+    for r in s["outcome_reasons"]:
+        lines.append(f"  {r['problems']:>7}  {r['status']}: {r['reason']}")
     lines.append("\npass rate by iteration (cumulative):")
     for i, rate in enumerate(s["pass_rate_by_iteration"]):
         lines.append(f"  iter {i}  {rate:6.1%}  {'#' * round(rate * 40)}")
