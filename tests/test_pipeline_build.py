@@ -120,6 +120,13 @@ def test_stats_json_matches_the_exported_pairs(demo_run, capsys):
     assert sum(stats["rejected_status"].values()) == result.pairs
     assert stats["llm"]["generate"]["calls"] == stats["problems"] - stats["outcomes"].get("skipped", 0)
     assert stats["executions"]["count"] > 0
+    assert stats["outcome_reasons"] == [
+        {
+            "status": "skipped",
+            "reason": "the simulate backend needs a reference solution and tests",
+            "problems": 2,
+        }
+    ]
 
 
 def test_stats_text_and_show_print_funnel_and_highlighted_pair(demo_run, capsys):
