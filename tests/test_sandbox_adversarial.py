@@ -36,6 +36,7 @@ class Case:
     style: str = "script"
     error_type: str | None = None
     limits: Limits | None = None  # default: TIMEOUT_LIMITS for expected timeouts, else LIMITS
+    needs: str | None = None  # a protection the case relies on beyond the always-present ones
 
 
 # Memory and process bombs fill a smaller address space sooner.
@@ -91,7 +92,8 @@ CASES = [
     Case("kill_own_process_group", "import os, signal\nos.killpg(os.getpgrp(), signal.SIGKILL)\n", "crashed"),
     Case(
         "kill_everything_it_can",
-        "import os, signal\nos.kill(-1, signal.SIGKILL)\ndef add(a, b):\n    return a + b\n",
+        "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
+        "def add(a, b):\n    return a + b\n",
         "passed",
         tests="assert add(2, 2) == 4",
     ),
@@ -123,7 +125,12 @@ CASES = [
     ),
     Case("write_etc", "open('/etc/passwd', 'a').write('evil::0:0::/:/bin/sh\\n')\n", "error"),
     Case("overwrite_canary", "open({canary!r}, 'w').write('owned')\n", "error"),
-    Case("overwrite_world_writable_canary", "open({open_canary!r}, 'w').write('owned')\n", "error"),
+    Case(
+        "overwrite_world_writable_canary",
+        "open({open_canary!r}, 'w').write('owned')\n",
+        "error",
+        needs="readonly_root",  # only a read-only view stops writes that file permissions allow
+    ),
     Case("delete_canary", "import os\nos.remove({open_canary!r})\n", "error"),
     Case("write_host_tmp", "open({tmp_canary!r}, 'w').write('owned')\n", "error"),
     # Secrets
@@ -151,8 +158,7 @@ CASES = [
     Case(
         "connect_host_loopback",
         "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n",
-        "error",
-        error_type="ConnectionRefusedError",
+        "error",  # refused (bwrap's namespace has a loopback) or unreachable (none): the listener hears nothing
     ),
     Case(
         "dns_lookup", "import socket\nsocket.getaddrinfo('example.com', 80)\n", "error", error_type="gaierror"
@@ -347,6 +353,8 @@ def test_corpus_is_large_and_distinct():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_hostile_program(case: Case, host) -> None:
     box, values = host["box"], host["values"]
+    if case.needs is not None and case.needs not in box.isolation:
+        pytest.skip(f"{case.needs} is not available here (install bubblewrap)")
     code = case.code
     for key, value in values.items():
         code = code.replace("{" + key + "!r}", repr(value)).replace("{" + key + "}", str(value))
