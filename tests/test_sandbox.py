@@ -20,7 +20,12 @@ from sandbox import Job, Limits, Result, Sandbox, runner
 from sandbox import core as sandbox_core
 from sandbox.runner import REPORT_MAGIC
 from sandbox.verdict import decide, normalise_output, unittest_test_ids
-from tests.sandbox_helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes, sandbox_processes_after_exit
+from tests.sandbox_cases.helpers import (
+    HONEST_CODE,
+    HONEST_TESTS,
+    sandbox_processes,
+    sandbox_processes_after_exit,
+)
 
 # A generous clock for jobs that end on their own: a loaded CI machine must not turn them into timeouts.
 FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)

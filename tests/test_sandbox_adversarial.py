@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from sandbox import Limits, Sandbox
-from tests.sandbox_helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes
+from tests.sandbox_cases.helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the full boundary needs root (CI runs as root)")
 

@@ -1,0 +1,1 @@
+"""Shared data and helpers for the sandbox tests."""
