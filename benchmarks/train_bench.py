@@ -31,7 +31,7 @@ PRESETS = {
                 max_prompt_length=64, filler_lines=0, bf16=False),
     # Qwen2.5-Coder-0.5B: hidden 896, 24 layers, 14 heads, 2 KV heads, intermediate 4864, tied embeddings
     "gpu": dict(hidden=896, layers=24, heads=14, kv_heads=2, intermediate=4864, batch=2, accum=4, max_length=2048,
-                max_prompt_length=1024, filler_lines=60, bf16=True),
+                max_prompt_length=1024, filler_lines=38, bf16=True),
 }  # fmt: skip
 VOCAB = 151_936
 
@@ -43,7 +43,7 @@ def lengthen(row: dict, filler_lines: int) -> dict:
     filler = "".join(
         f"    total_{i} = compute_value({i}, items[{i} % len(items)]) * scale\n" for i in range(filler_lines)
     )
-    context = "Here is the module this function belongs to:\n" + filler * 1
+    context = "Here is the module this function belongs to:\n" + filler
     head = "```python\n"
     out = dict(row, prompt=context + row["prompt"])
     for side in ("chosen", "rejected"):
@@ -80,15 +80,17 @@ def prepare(workdir: Path, preset: dict, n_pairs: int) -> dict:
     return {"params": params}
 
 
-def count_tokens(workdir: Path, preset: dict) -> int:
+def count_tokens(workdir: Path, preset: dict, mask: str) -> int:
     """Non-pad tokens one epoch feeds through the model: (prompt + chosen) + (prompt + rejected) per pair."""
     from focal_dpo.data import build_pairs, load_rows
     from tests.fixtures.tiny_model import load_test_tokenizer
 
-    pairs, _ = build_pairs(
-        load_rows(workdir / "pairs.jsonl"), load_test_tokenizer(), mask_mode="full",
+    pairs, report = build_pairs(
+        load_rows(workdir / "pairs.jsonl"), load_test_tokenizer(), mask_mode=mask,
         max_length=preset["max_length"], max_prompt_length=preset["max_prompt_length"],
     )  # fmt: skip
+    if report.pairs_kept != report.rows_read:  # both trainers must see the same pairs
+        raise SystemExit("pairs were dropped: " + "; ".join(report.lines()))
     return sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs)
 
 
@@ -174,7 +176,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="train_bench-") as tmp:
         workdir = Path(tmp)
         info = prepare(workdir, preset, args.pairs)
-        tokens = count_tokens(workdir, preset)
+        tokens = count_tokens(workdir, preset, args.mask)
         print(f"preset {args.preset}: Qwen2 {info['params'] / 1e6:.1f}M params (vocab {VOCAB}), {args.pairs} pairs, "
               f"{tokens} tokens/epoch, batch {preset['batch']} x accum {preset['accum']}, "
               f"max length {preset['max_length']}, beta {args.beta}; ours: --mask {args.mask} "

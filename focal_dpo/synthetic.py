@@ -72,3 +72,11 @@ def write_jsonl(rows: list[dict], path: str | Path) -> Path:
     path = Path(path)
     path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
     return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python3 -m focal_dpo.synthetic OUT.jsonl N_PAIRS")
+    print(write_jsonl(bug_pairs(int(sys.argv[2])), sys.argv[1]))
