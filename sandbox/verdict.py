@@ -182,7 +182,9 @@ def decide(
     if parsed is None:
         return _no_report(style, exit_status, stdout, expected_stdout)
     exc, phase = parsed.get("exception"), parsed.get("phase", "")
-    if parsed.get("tampering"):
+    # A stdio verdict comes from the output the server captured, which no patch inside the program can change;
+    # patching builtins (`builtins.input = sys.stdin.readline`) is a common, harmless speed trick there.
+    if parsed.get("tampering") and style != "stdio":
         result = {
             "status": "tampering",
             "error_type": "Tampering",

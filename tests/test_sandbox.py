@@ -160,6 +160,11 @@ def test_stdio_style_allows_sys_exit_zero_after_output(sb):
     assert sb.run(code, style="stdio", expected_stdout="ok").status == "passed"
 
 
+def test_stdio_programs_may_patch_builtins_for_speed(sb):
+    code = "import builtins, sys\nbuiltins.input = sys.stdin.readline\nprint(int(input()) + 1)\n"
+    assert sb.run(code, style="stdio", stdin="41\n", expected_stdout="42").status == "passed"
+
+
 def test_normalise_output_strips_line_ends_and_trailing_blank_lines():
     assert normalise_output("a  \nb\t\n\n\n") == "a\nb"
 
