@@ -97,7 +97,11 @@ def logps(
     """
     chunk_size = chunk_size or auto_chunk_size(lm_head_weight.shape[0])
     targets = input_ids[:, 1:][positions]
-    picked = chunked_token_logps(hidden[:, :-1][positions], lm_head_weight, targets, chunk_size)
+    selected = hidden[:, :-1][positions]
+    if torch.is_autocast_enabled(hidden.device.type):
+        # the final norm hands back fp32; the LM-head matmuls should run in the autocast dtype (bf16 on GPU)
+        selected = selected.to(torch.get_autocast_dtype(hidden.device.type))
+    picked = chunked_token_logps(selected, lm_head_weight, targets, chunk_size)
     out = torch.zeros(positions.shape, dtype=picked.dtype, device=hidden.device)
     return out.masked_scatter(positions, picked)
 

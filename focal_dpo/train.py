@@ -159,8 +159,12 @@ def train(config: TrainConfig) -> TrainResult:
     if not pairs:
         raise ValueError(f"{config.data}: no trainable pairs left (see the data report above)")
     train_indices, eval_indices = split_indices(len(pairs), config.eval_fraction, config.seed)
+    if not train_indices:
+        raise ValueError(f"{config.data}: --eval-fraction {config.eval_fraction} leaves no pair to train on")
 
     resume_from = checkpoint.latest(output) if config.resume else None
+    if config.resume:
+        print(f"resuming from {resume_from}" if resume_from else f"no checkpoint in {output}: starting fresh")
     model = load_model(str(resume_from or config.model), device)
 
     # reference: the initial policy unless --ref-model; precomputed before training so it never sits in memory
