@@ -233,22 +233,28 @@ def _version_reader():
 _read_version = _version_reader()
 
 
-def take_snapshot() -> list[tuple[str, dict, Any]]:
-    """Taken once in the fork server; every forked job compares against it."""
-    if _read_version is not None:
-        return [(name, d, _read_version(d)) for name, d in _watched_dicts()]
-    return [(name, d, {k: _id(v) for k, v in list(d.items())}) for name, d in _watched_dicts()]
+def take_snapshot() -> list[tuple[str, dict, int | None, dict[str, int]]]:
+    """(name, namespace, version tag, identities of its values), taken once in the fork server."""
+    return [
+        (name, d, _read_version(d) if _read_version is not None else None, {k: _id(v) for k, v in d.items()})
+        for name, d in _watched_dicts()
+    ]
 
 
-def tampered(snapshot: list[tuple[str, dict, Any]]) -> list[str]:
-    """Names of watched namespaces changed since the snapshot, and installed trace hooks."""
+def tampered(snapshot: list[tuple[str, dict, int | None, dict[str, int]]]) -> list[str]:
+    """Watched names whose value was replaced or removed since the snapshot, and installed trace hooks.
+
+    An unchanged version tag proves nothing changed without touching any value; only a namespace that was
+    written to is compared value by value, so a patch that was undone (`mock.patch("builtins.input")` in a
+    unittest test) is not tampering, while one left in place is.
+    """
     reasons = []
-    for name, d, seen in snapshot:
-        if _read_version is not None:
-            if _read_version(d) != seen:
-                reasons.append(f"{name} was modified")
-        elif any(k not in d or _id(d[k]) != ident for k, ident in seen.items()):
-            reasons.append(f"{name} was modified")
+    for name, d, version, ids in snapshot:
+        if version is not None and _read_version(d) == version:
+            continue
+        changed = [k for k, ident in ids.items() if k not in d or _id(d[k]) != ident]
+        if changed:
+            reasons.append(f"{name}.{changed[0]} was replaced")
     if _gettrace() is not None or _getprofile() is not None or threading._trace_hook is not None:
         reasons.append("a trace or profile hook was installed")
     return reasons
@@ -466,8 +472,6 @@ def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoRetu
     owner = _getpid()
     _RUN.update(code_module=spec["module_name"], tests_path=spec.get("tests_path"), tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
-    if _read_version is None:
-        snapshot = take_snapshot()  # identity snapshot: must be taken in this process
     try:
         _STYLE_RUNNERS[spec["style"]](spec, report)
     except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt raised inside a guard

@@ -127,6 +127,18 @@ def test_unittest_style_reports_failing_test_by_name(sb):
     assert "unittest/case.py" not in r.traceback
 
 
+def test_unittest_tests_may_mock_builtins(sb):
+    code = "def ask():\n    return int(input()) * 2\n"
+    tests = (
+        "import unittest\nfrom unittest.mock import patch\nfrom solution import ask\n\n"
+        "class T(unittest.TestCase):\n"
+        "    @patch('builtins.input', return_value='21')\n"
+        "    def test_ask(self, _):\n        self.assertEqual(ask(), 42)\n"
+    )
+    r = sb.run(code, tests, style="unittest")
+    assert r.status == "passed", (r.status, r.message)
+
+
 def test_unittest_custom_module_name(sb):
     tests = "import unittest\nfrom mysol import add\nclass T(unittest.TestCase):\n    def test_a(self):\n        assert add(1, 1) == 2\n"
     r = sb.run(HONEST_CODE, tests, style="unittest", module_name="mysol")
@@ -265,9 +277,10 @@ def test_tamper_check_sees_a_replaced_builtin(reader, monkeypatch):
     original = builtins.all
     try:
         builtins.all = lambda items: True
-        assert "builtins was modified" in runner.tampered(snapshot)
+        assert "builtins.all was replaced" in runner.tampered(snapshot)
     finally:
         builtins.all = original
+    assert runner.tampered(snapshot) == []  # a patch that was undone is not tampering
 
 
 def test_forged_or_missing_reports_never_pass():
