@@ -10,6 +10,7 @@ cannot affect the next.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import hashlib
 import json
@@ -168,9 +169,10 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     os.dup2(fds["out_w"], 1)
     os.dup2(fds["err_w"], 2)
     result_fd, nonce_fd = random.sample(range(*FD_RANGE), 2)
-    # Park both just above the range first, so neither dup2 can overwrite the other's source.
-    res_parked = os.dup2(fds["res_w"], FD_RANGE[1])
-    nonce_parked = os.dup2(fds["nonce_r"], FD_RANGE[1] + 1)
+    # Park both above the range first (F_DUPFD takes the lowest free number >= its argument), so neither
+    # dup2 below can overwrite the other's source.
+    res_parked = fcntl.fcntl(fds["res_w"], fcntl.F_DUPFD, FD_RANGE[1])
+    nonce_parked = fcntl.fcntl(fds["nonce_r"], fcntl.F_DUPFD, FD_RANGE[1])
     os.dup2(res_parked, result_fd)
     os.dup2(nonce_parked, nonce_fd)
     keep = sorted({0, 1, 2, result_fd, nonce_fd})
