@@ -225,9 +225,7 @@ def train(config: TrainConfig) -> TrainResult:
         n_pairs = sum(b.num_pairs for b in batches)
         n_chosen = max(int(sum(b.nll_mask.sum() for b in batches)), 1)
         started = time.perf_counter()
-        sums = dict.fromkeys(
-            ["loss", "dpo", "nll", "chosen", "rejected", "acc", "lp_c", "lp_r", "tokens"], 0.0
-        )
+        sums = dict.fromkeys(["loss", "nll", "chosen", "rejected", "acc", "lp_c", "lp_r", "tokens"], 0.0)
         for batch in batches:
             batch = batch.to(device)
             ref_token_logps = ref_logps_for(batch)
@@ -277,7 +275,10 @@ def train(config: TrainConfig) -> TrainResult:
         if config.save_steps and position.step % config.save_steps == 0:
             checkpoint.save(output, model, tokenizer, optimizer, scheduler, position)
     bar.close()
-    del optimizer, scheduler  # their state is in the checkpoints; free it before eval and the final save
+    del (
+        optimizer,
+        scheduler,
+    )  # not needed after the last step: free their memory before eval and the final save
 
     if eval_indices and not (config.eval_steps and position.step % config.eval_steps == 0):
         eval_metrics = evaluate(model, ref_logps_for, pairs, eval_indices, config, pad_id, device, autocast)
