@@ -19,6 +19,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
+from sandbox.coverage import executable_lines
 from sandbox.types import Job, Limits, Result
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -207,7 +208,10 @@ class _Worker:
             return Result(
                 status="error", error_type="SandboxError", message="the sandbox worker died; restarted"
             )
-        return Result.from_dict(json.loads(line))
+        result = Result.from_dict(json.loads(line))
+        if job.coverage:
+            result.executable_lines = executable_lines(job.code, job.module_name + ".py")
+        return result
 
     def restart(self) -> None:
         self.stop()
@@ -239,6 +243,7 @@ def _job_spec(job: Job) -> dict:
         "stdin": job.stdin,
         "expected_stdout": job.expected_stdout,
         "module_name": job.module_name,
+        "coverage": job.coverage,
     }
 
 
@@ -295,8 +300,9 @@ class Sandbox:
         expected_stdout: str | None = None,
         limits: Limits | None = None,
         module_name: str = "solution",
+        coverage: bool = False,
     ) -> Result:
-        job = Job(code, tests, style, stdin, expected_stdout, limits, module_name)
+        job = Job(code, tests, style, stdin, expected_stdout, limits, module_name, coverage)
         return self.run_job(job)
 
     def run_job(self, job: Job) -> Result:

@@ -7,7 +7,9 @@ The untrusted code shares this process, so the runner defends its verdict rather
   nonce there is `tampering`, and a process that ends without a report never passes;
 - comparisons in the tests are rewritten to a guard that rejects values whose comparison methods were written by
   the untrusted code (always-equal objects, lying `str` subclasses);
-- builtins, unittest internals and trace hooks are snapshotted before the code runs and checked afterwards.
+- builtins, unittest internals and trace hooks are snapshotted before the code runs and checked afterwards;
+- with coverage on, the runner installs its own line tracer (limited to the solution's frames); the check
+  accepts that one object and no other hook, and the covered lines travel in the nonce-signed report.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _read = os.read
 _dumps = json.dumps
 _gettrace = sys.gettrace
 _getprofile = sys.getprofile
+_settrace = sys.settrace
+_thread_settrace = threading.settrace
 _type = type
 _isinstance = isinstance
 _id = id
@@ -241,8 +245,13 @@ def take_snapshot() -> list[tuple[str, dict, int | None, dict[str, int]]]:
     ]
 
 
-def tampered(snapshot: list[tuple[str, dict, int | None, dict[str, int]]]) -> list[str]:
+def tampered(
+    snapshot: list[tuple[str, dict, int | None, dict[str, int]]], own_tracer: Any = None
+) -> list[str]:
     """Watched names whose value was replaced or removed since the snapshot, and installed trace hooks.
+
+    `own_tracer` is the runner's coverage tracer (or None): the one hook allowed to remain. Any other object
+    (a wrapper around it included) is tampering; a removed tracer only lowers the coverage.
 
     An unchanged version tag proves nothing changed without touching any value; only a namespace that was
     written to is compared value by value, so a patch that was undone (`mock.patch("builtins.input")` in a
@@ -255,7 +264,12 @@ def tampered(snapshot: list[tuple[str, dict, int | None, dict[str, int]]]) -> li
         changed = [k for k, ident in ids.items() if k not in d or _id(d[k]) != ident]
         if changed:
             reasons.append(f"{name}.{changed[0]} was replaced")
-    if _gettrace() is not None or _getprofile() is not None or threading._trace_hook is not None:
+    trace, thread_trace = _gettrace(), threading._trace_hook
+    if (
+        (trace is not None and trace is not own_tracer)
+        or (thread_trace is not None and thread_trace is not own_tracer)
+        or _getprofile() is not None
+    ):
         reasons.append("a trace or profile hook was installed")
     return reasons
 
@@ -463,6 +477,40 @@ def _run_stdio(spec: dict, report: dict) -> None:
 _STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}
 
 
+def start_coverage(code_path: str) -> tuple[Any, set[int]]:
+    """Install a line tracer for this thread and threads started later; (the tracer, the lines it records).
+
+    Only frames whose code was compiled from `code_path` (the solution) get a line tracer; every other frame
+    (tests, runner, stdlib) costs one call event. Code that compiles other text under the solution's file
+    name, or reaches into the set, can inflate its own coverage: this matters to a coverage filter only,
+    since coverage never changes the verdict.
+    """
+    covered: set[int] = set()
+    record = covered.add
+
+    def trace_lines(frame, event, arg):
+        if event == "line":
+            record(frame.f_lineno)
+        return trace_lines
+
+    def trace_calls(frame, event, arg):
+        return trace_lines if frame.f_code.co_filename == code_path else None
+
+    _thread_settrace(trace_calls)
+    _settrace(trace_calls)
+    return trace_calls, covered
+
+
+def stop_coverage(covered: set[int]) -> list[int] | None:
+    """Remove the tracers and return the covered lines as sorted ints (the code may have added junk)."""
+    _settrace(None)
+    _thread_settrace(None)
+    try:
+        return sorted(v for v in covered if _type(v) is int)
+    except BaseException:  # noqa: BLE001 - e.g. a set made huge by the code: no coverage, still a report
+        return None
+
+
 def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoReturn:
     """Run one job in this (already isolated) child and report to `result_fd`; never returns.
 
@@ -472,12 +520,16 @@ def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoRetu
     owner = _getpid()
     _RUN.update(code_module=spec["module_name"], tests_path=spec.get("tests_path"), tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
+    # A local, not in _RUN: the code cannot swap the object the tamper check accepts as the runner's tracer.
+    tracer, covered = start_coverage(spec["code_path"]) if spec.get("coverage") else (None, None)
     try:
         _STYLE_RUNNERS[spec["style"]](spec, report)
     except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt raised inside a guard
         report["exception"] = describe_exception(exc)
     _flush_std()
-    report["tampering"] = _RUN["tampering"] + tampered(snapshot)
+    report["tampering"] = _RUN["tampering"] + tampered(snapshot, tracer)
+    if covered is not None:
+        report["covered_lines"] = stop_coverage(covered)
     report["asserts"] = _RUN["asserts"]
     report["done"] = True
     _send(result_fd, nonce_fd, report, owner)

@@ -370,6 +370,7 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
         stdout=bytes(out.data),
         expected_stdout=spec.get("expected_stdout"),
         module_name=spec["module_name"],
+        coverage=bool(spec.get("coverage")),
     )
     result.update(
         stdout=out.data.decode("utf-8", "replace"),

@@ -47,6 +47,8 @@ class Job:
     expected_stdout: str | None = None
     limits: Limits | None = None
     module_name: str = "solution"
+    # Trusted line coverage of `code` (Result.covered_lines / line_coverage); off costs nothing.
+    coverage: bool = False
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -75,10 +77,22 @@ class Result:
     wall_ms: float = 0.0
     cpu_ms: float = 0.0
     isolation: list[str] = field(default_factory=list)
+    # Only for jobs run with coverage=True: the lines of `code` that ran (None when the job sent no report),
+    # and the lines that could run, computed by the host from the compiled code (None if it does not compile).
+    covered_lines: list[int] | None = None
+    executable_lines: list[int] | None = None
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def line_coverage(self) -> float | None:
+        """Share of the code's executable lines that ran, or None when it was not measured."""
+        if self.covered_lines is None or not self.executable_lines:
+            return None
+        executable = set(self.executable_lines)
+        return len(executable.intersection(self.covered_lines)) / len(executable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

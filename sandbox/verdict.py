@@ -164,8 +164,13 @@ def decide(
     stdout: bytes,
     expected_stdout: str | None,
     module_name: str,
+    coverage: bool = False,
 ) -> dict:
-    """The Result fields that depend on the outcome (capture and timing fields are added by the caller)."""
+    """The Result fields that depend on the outcome (capture and timing fields are added by the caller).
+
+    With `coverage`, `covered_lines` comes from the signed report only (None without one); it never changes
+    the status.
+    """
     if kill_reason == "timeout":
         return {"status": "timeout", "error_type": "Timeout", "message": "wall-clock time limit exceeded"}
     if kill_reason == "output_limit":
@@ -181,6 +186,23 @@ def decide(
         return {"status": "tampering", "error_type": "Tampering", "message": forged}
     if parsed is None:
         return _no_report(style, exit_status, stdout, expected_stdout)
+    result = _judge_report(parsed, style, expected, stdout, expected_stdout, module_name)
+    if coverage:
+        result["covered_lines"] = _covered_lines(parsed)
+    return result
+
+
+def _covered_lines(report: dict) -> list[int] | None:
+    lines = report.get("covered_lines")
+    if not isinstance(lines, list) or not all(type(n) is int for n in lines):
+        return None
+    return lines
+
+
+def _judge_report(
+    parsed: dict, style: str, expected: dict, stdout: bytes, expected_stdout: str | None, module_name: str
+) -> dict:
+    """The verdict from a genuine (nonce-signed, complete) report."""
     exc, phase = parsed.get("exception"), parsed.get("phase", "")
     # A stdio verdict comes from the output the server captured, which no patch inside the program can change;
     # patching builtins (`builtins.input = sys.stdin.readline`) is a common, harmless speed trick there.

@@ -1,0 +1,129 @@
+"""The sandbox's trusted coverage mode: covered lines, the executable-line denominator, and the tamper check."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from sandbox import Job, Limits, Result, Sandbox
+from sandbox.coverage import executable_lines
+
+FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)
+
+SIGN = """def sign(x):
+    if x > 0:
+        return 1
+    if x < 0:
+        return -1
+    return 0
+"""
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=2, limits=FAST) as box:
+            yield box
+
+
+def test_untested_branches_give_partial_coverage_and_the_right_lines(sb):
+    r = sb.run(SIGN, "assert sign(3) == 1\n", coverage=True)
+    assert r.status == "passed"
+    assert r.executable_lines == [1, 2, 3, 4, 5, 6]
+    assert r.covered_lines == [1, 2, 3]  # the def, the first test, its return; lines 4-6 never ran
+    assert r.line_coverage == pytest.approx(0.5)
+
+
+def test_tests_that_reach_every_line_give_full_coverage(sb):
+    tests = "assert sign(3) == 1\nassert sign(-3) == -1\nassert sign(0) == 0\n"
+    r = sb.run(SIGN, tests, coverage=True)
+    assert r.status == "passed" and r.line_coverage == 1.0
+
+
+def test_coverage_off_reports_nothing(sb):
+    r = sb.run(SIGN, "assert sign(3) == 1\n")
+    assert r.status == "passed"
+    assert r.covered_lines is None and r.executable_lines is None and r.line_coverage is None
+
+
+def test_a_tracer_installed_by_the_code_is_tampering_with_coverage_on(sb):
+    own = "import sys\nsys.settrace(lambda frame, event, arg: None)\n" + SIGN
+    assert sb.run(own, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    # Wrapping the runner's tracer is another object, hence another hook.
+    wrapped = "import sys\n_t = sys.gettrace()\nsys.settrace(lambda *a: _t(*a))\n" + SIGN
+    r = sb.run(wrapped, "assert sign(3) == 1\n", coverage=True)
+    assert r.status == "tampering" and "trace or profile hook" in r.message
+    threads = "import threading\nthreading.settrace(lambda *a: None)\n" + SIGN
+    assert sb.run(threads, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    profile = "import sys\nsys.setprofile(lambda *a: None)\n" + SIGN
+    assert sb.run(profile, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+
+
+def test_removing_the_tracer_lowers_coverage_but_not_the_status(sb):
+    tests = "assert sign(3) == 1\nassert sign(-3) == -1\nassert sign(0) == 0\n"
+    removes = "import sys\n" + SIGN + "sys.settrace(None)\n"
+    honest = sb.run("import sys\n" + SIGN, tests, coverage=True)
+    r = sb.run(removes, tests, coverage=True)
+    assert honest.status == r.status == "passed"
+    assert honest.line_coverage == 1.0
+    assert r.covered_lines == [1, 2, 8]  # the module's lines before the call; sign() ran untraced
+    assert r.line_coverage < 0.5
+    wrong = sb.run(removes.replace("return -1", "return 1"), tests, coverage=True)
+    assert wrong.status == "failed"  # a removed tracer changes nothing about the verdict
+
+
+def test_reinstalling_the_runners_own_tracer_is_not_tampering(sb):
+    code = "import sys\n_t = sys.gettrace()\nsys.settrace(None)\nsys.settrace(_t)\n" + SIGN
+    r = sb.run(code, "assert sign(3) == 1\n", coverage=True)
+    assert r.status == "passed" and r.line_coverage is not None and r.line_coverage > 0
+
+
+def test_coverage_follows_threads_nested_functions_and_unittest_and_stdio_styles(sb):
+    threaded = (
+        "import threading\n\n\ndef run():\n    out = []\n\n    def work():\n        out.append(1)\n\n"
+        "    t = threading.Thread(target=work)\n    t.start()\n    t.join()\n    return out\n"
+    )
+    r = sb.run(threaded, "assert run() == [1]\n", coverage=True)
+    assert r.status == "passed" and r.line_coverage == 1.0  # line 8 ran in another thread
+
+    unit = (
+        "import unittest\nfrom solution import sign\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_zero(self):\n        self.assertEqual(sign(0), 0)\n"
+    )
+    r = sb.run(SIGN, unit, style="unittest", coverage=True)
+    assert r.status == "passed" and r.covered_lines == [1, 2, 4, 6]
+
+    program = "n = int(input())\nif n > 0:\n    print('pos')\nelse:\n    print('neg')\n"
+    r = sb.run(program, style="stdio", stdin="3\n", expected_stdout="pos\n", coverage=True)
+    assert r.status == "passed" and r.executable_lines == [1, 2, 3, 5] and r.covered_lines == [1, 2, 3]
+
+
+def test_failing_and_unparsable_code_still_report_what_can_be_measured(sb):
+    r = sb.run(SIGN.replace("return 1", "return 2"), "assert sign(3) == 1\n", coverage=True)
+    assert r.status == "failed" and r.covered_lines == [1, 2, 3]
+    broken = sb.run("def f(:\n    pass\n", "assert f() is None\n", coverage=True)
+    assert (
+        broken.status == "syntax_error" and broken.executable_lines is None and broken.line_coverage is None
+    )
+
+
+def test_run_many_passes_the_coverage_option_per_job(sb):
+    jobs = [Job(SIGN, "assert sign(3) == 1\n", coverage=True), Job(SIGN, "assert sign(3) == 1\n")]
+    with_cov, without = sb.run_many(jobs)
+    assert with_cov.line_coverage == pytest.approx(0.5) and without.line_coverage is None
+
+
+def test_executable_lines_skip_docstrings_comments_and_blank_lines():
+    code = '"""Module."""\n\n# note\ndef f(x):\n    """Doc."""\n    return (x +\n            1)\n\nY = [i for i in range(3)]\n'
+    # Line 7 holds the constant 1 (CPython attributes it there), so a full run covers it too.
+    assert executable_lines(code) == [1, 4, 6, 7, 9]
+    assert executable_lines("def f(:\n") is None
+
+
+def test_coverage_fields_round_trip_through_json():
+    r = Result(status="passed", covered_lines=[1, 3], executable_lines=[1, 2, 3, 4])
+    back = Result.from_dict(r.to_dict())
+    assert back == r and back.line_coverage == 0.5
+    assert Result.from_dict({"status": "passed"}).line_coverage is None  # results stored before coverage
