@@ -30,7 +30,7 @@ from codeflow.pipeline.attempts import (
 from codeflow.pipeline.backends import LLMAnswer, LLMRequest, request_hash
 from codeflow.pipeline.clock import BusyClock
 from codeflow.pipeline.db import RunDB, open_run_db
-from codeflow.pipeline.execute import Executor, SandboxRunner
+from codeflow.pipeline.execute import Executor, SandboxRunner, union_coverage
 from codeflow.pipeline.export import fenced, write_pairs
 from codeflow.pipeline.pairing import pair_record, pick_negative
 from codeflow.pipeline.problems import Problem, load_problems
@@ -63,6 +63,7 @@ class BuildConfig:
     max_tokens: int = 2048
     tokenizer: str | None = None
     judge: bool = False
+    min_coverage: float | None = None  # keep pairs whose tests run at least this share of the chosen lines
     decontam: list[str] = field(default_factory=list)
     ngram: int = 13
     no_humaneval: bool = False
@@ -361,6 +362,8 @@ class Builder:
                 candidates.append((cand, chosen, rejected))
             bar.set_postfix(candidates=len(candidates), refresh=False)
         bar.close()
+        if config.min_coverage is not None:
+            self._filter_by_coverage(candidates, verdicts, config.min_coverage)
         if config.judge:
             self._judge(candidates, verdicts)
         for cand, chosen, rejected in candidates:
@@ -387,6 +390,48 @@ class Builder:
             ]
         )
         return verdicts
+
+    def _filter_by_coverage(self, candidates: list, verdicts: dict, min_coverage: float) -> None:
+        """Drop pairs whose frozen tests run under `min_coverage` of the chosen code's executable lines.
+
+        Each chosen version is run once more with the sandbox's trusted line tracer; its results are stored
+        in `coverage_runs`, so a rerun (or another threshold) measures nothing twice. Only the covered lines of
+        these runs are used: the verdict that made the version `chosen` came from a run without tracing.
+        """
+        kept = [(c, ch) for c, ch, _ in candidates if verdicts[c.problem_id][0] == "kept"]
+        measured = self._coverage_results([(self.problems[c.problem_id], ch) for c, ch in kept])
+        for cand, _ in kept:
+            fraction = union_coverage(measured[cand.problem_id])
+            if filters.check_coverage(fraction, min_coverage):
+                detail = "not measured" if fraction is None else f"{fraction:.3f} < {min_coverage:g}"
+                verdicts[cand.problem_id] = ("low_coverage", detail)
+
+    def _coverage_results(self, chosen: list[tuple[Problem, dict]]) -> dict[str, list[dict]]:
+        """Problem id -> the coverage run's Result dicts of its chosen version, running the missing ones."""
+        results: dict[tuple[str, int], list[dict]] = {}
+        for r in self.db.query("SELECT problem_id, iteration, result FROM coverage_runs ORDER BY case_index"):
+            results.setdefault((r["problem_id"], r["iteration"]), []).append(json.loads(r["result"]))
+        missing = [(p, ch) for p, ch in chosen if (p.id, ch["iteration"]) not in results]
+        if missing:
+            asyncio.run(self._measure_coverage(missing, results))
+        return {p.id: results[(p.id, ch["iteration"])] for p, ch in chosen}
+
+    async def _measure_coverage(self, missing: list[tuple[Problem, dict]], results: dict) -> None:
+        async def measure(problem: Problem, chosen: dict) -> None:
+            tests = json.loads(chosen["tests"])
+            outcome = (await self.runner.run([(problem, chosen["code"], tests)], coverage=True))[0]
+            it = chosen["iteration"]
+            self.db.write(  # one transaction per problem, as it finishes: a kill loses only those in flight
+                (
+                    "INSERT OR REPLACE INTO coverage_runs (problem_id, iteration, case_index, status, wall_ms, "
+                    "cpu_ms, result) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (problem.id, it, i, r.get("status"), r.get("wall_ms"), r.get("cpu_ms"), json.dumps(r)),
+                )
+                for i, r in enumerate(outcome.cases)
+            )
+            results[(problem.id, it)] = outcome.cases
+
+        await asyncio.gather(*(measure(p, ch) for p, ch in missing))
 
     def _judge(self, candidates: list, verdicts: dict) -> None:
         kept = [(c, ch, rj) for c, ch, rj in candidates if verdicts[c.problem_id][0] == "kept"]
@@ -471,6 +516,8 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
         print(f"skipped {error}", file=sys.stderr)
     if not report.problems:
         raise BuildError(f"{config.problems}: no valid problems")
+    if config.min_coverage is not None and not 0.0 <= config.min_coverage <= 1.0:
+        raise BuildError(f"--min-coverage must be a fraction between 0 and 1, got {config.min_coverage}")
     out = Path(config.out)
     db = open_run_db(out)
     own_executor = executor is None

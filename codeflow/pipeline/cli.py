@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--tokenizer", default=None, help="tokenizer for --max-tokens (default: characters / 3)")
     b.add_argument("--judge", action="store_true", help="ask the LLM whether each difference is functional")
     b.add_argument(
+        "--min-coverage",
+        type=_fraction,
+        default=None,
+        metavar="F",
+        help="keep pairs whose tests run at least this fraction (0..1) of the chosen code's lines",
+    )
+    b.add_argument(
         "--decontam", action="append", default=[], metavar="FILE", help="benchmark JSONL (repeatable)"
     )
     b.add_argument("--ngram", type=int, default=13, help="words per n-gram for decontamination")
@@ -73,6 +80,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("--pair", type=int, default=0, help="0-based line number in pairs.jsonl")
     w.add_argument("--color", choices=["auto", "always", "never"], default="auto")
     w.set_defaults(func=run_show)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -102,6 +119,7 @@ def run_build(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         tokenizer=args.tokenizer,
         judge=args.judge,
+        min_coverage=args.min_coverage,
         decontam=args.decontam,
         ngram=args.ngram,
         no_humaneval=args.no_humaneval,

@@ -1,5 +1,7 @@
 """The run's state: one SQLite file in WAL mode holding every LLM call, attempt, execution, verdict and pair.
 
+`coverage_runs` holds the extra sandbox runs of chosen versions for `--min-coverage` (same shape as
+`executions`, kept apart so that the attempt statistics stay those of the generation loop).
 Every stage reads what it needs from here and writes its results back in short transactions, so a rerun of
 the same command resumes where the last one stopped and a `kill -9` loses only the work in flight.
 """
@@ -27,6 +29,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     code TEXT, tests TEXT, status TEXT, error_type TEXT, message TEXT, failing_test TEXT, traceback TEXT,
     PRIMARY KEY (problem_id, iteration));
 CREATE TABLE IF NOT EXISTS executions (
+    problem_id TEXT NOT NULL, iteration INTEGER NOT NULL, case_index INTEGER NOT NULL, status TEXT NOT NULL,
+    wall_ms REAL, cpu_ms REAL, result TEXT NOT NULL, PRIMARY KEY (problem_id, iteration, case_index));
+CREATE TABLE IF NOT EXISTS coverage_runs (
     problem_id TEXT NOT NULL, iteration INTEGER NOT NULL, case_index INTEGER NOT NULL, status TEXT NOT NULL,
     wall_ms REAL, cpu_ms REAL, result TEXT NOT NULL, PRIMARY KEY (problem_id, iteration, case_index));
 CREATE TABLE IF NOT EXISTS outcomes (

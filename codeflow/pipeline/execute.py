@@ -31,8 +31,9 @@ class ExecOutcome:
         return self.status == "passed"
 
 
-def jobs_for(problem: Problem, code: str, tests: str | list[dict]) -> list[dict]:
-    """Keyword arguments of the sandbox jobs that check `code` against `tests`."""
+def jobs_for(problem: Problem, code: str, tests: str | list[dict], coverage: bool = False) -> list[dict]:
+    """Keyword arguments of the sandbox jobs that check `code` against `tests` (with line coverage if asked)."""
+    extra = {"coverage": True} if coverage else {}
     if problem.test_style == "stdio":
         return [
             {
@@ -41,10 +42,23 @@ def jobs_for(problem: Problem, code: str, tests: str | list[dict]) -> list[dict]
                 "style": "stdio",
                 "stdin": case.get("stdin", ""),
                 "expected_stdout": case["stdout"],
+                **extra,
             }
             for case in tests
         ]
-    return [{"code": code, "tests": tests, "style": problem.test_style}]
+    return [{"code": code, "tests": tests, "style": problem.test_style, **extra}]
+
+
+def union_coverage(results: list[dict]) -> float | None:
+    """Share of the code's executable lines run by any of its jobs (stdio: the union over the cases).
+
+    None when nothing was measured: no job sent a report, or the code has no executable line.
+    """
+    executable = set(next((r["executable_lines"] for r in results if r.get("executable_lines")), []))
+    reported = [r["covered_lines"] for r in results if r.get("covered_lines") is not None]
+    if not executable or not reported:
+        return None
+    return len(executable & set().union(*reported)) / len(executable)
 
 
 def fold(problem: Problem, results: list[dict]) -> ExecOutcome:
@@ -96,11 +110,14 @@ class Executor:
         if self._owned:
             self.sandbox.__exit__(None, None, None)
 
-    def run(self, attempts: list[tuple[Problem, str, str | list[dict]]]) -> list[ExecOutcome]:
-        """Outcomes for (problem, code, tests) triples, in input order; all jobs go to the sandbox as one batch."""
+    def run(
+        self, attempts: list[tuple[Problem, str, str | list[dict]]], coverage: bool = False
+    ) -> list[ExecOutcome]:
+        """Outcomes for (problem, code, tests) triples, in input order; all jobs go to the sandbox as one batch.
+        With `coverage`, each job also reports the lines of the code it ran (`cases[i]["covered_lines"]`)."""
         from sandbox import Job
 
-        kwargs = [jobs_for(p, code, tests) for p, code, tests in attempts]
+        kwargs = [jobs_for(p, code, tests, coverage) for p, code, tests in attempts]
         flat = [Job(**k) for ks in kwargs for k in ks]
         results = [r.to_dict() for r in self._run_jobs(flat)]
         # A job killed from outside (status crashed) is run once more: a real crash repeats, while a kill
@@ -171,9 +188,13 @@ class SandboxRunner:
         # wider than the sandbox, so a job is always waiting when a worker frees up (they queue in the sandbox)
         self.pool = ThreadPoolExecutor(max_workers=4 * executor.parallelism, thread_name_prefix="sandbox")
 
-    async def run(self, attempts: list[tuple[Problem, str, str | list[dict]]]) -> list[ExecOutcome]:
+    async def run(
+        self, attempts: list[tuple[Problem, str, str | list[dict]]], coverage: bool = False
+    ) -> list[ExecOutcome]:
         with self.clock.busy(), self.engines.busy():
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self.executor.run, attempts)
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, self.executor.run, attempts, coverage
+            )
 
     async def fails(self, candidates: list[tuple[Problem, str]]) -> list[bool]:
         """For the simulate backend: does each candidate code fail the problem's tests?"""

@@ -1,6 +1,7 @@
 """Pair filters as small pure functions: each looks at one candidate pair and keeps it or names why not.
 
-The order is the funnel's order: syntax first (cheap and certain), then size, then the optional LLM judge.
+The order is the funnel's order: syntax first (cheap and certain), then size, then the optional line coverage
+of the chosen version (one sandbox run each), then the optional LLM judge (one model call each).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def check_tokens(c: Candidate, config: FilterConfig, count: TokenCounter) -> str
     return "too_many_tokens" if max(count(c.chosen), count(c.rejected)) > config.max_tokens else None
 
 
+def check_coverage(fraction: float | None, min_coverage: float) -> str | None:
+    """Drop a pair whose tests run less than `min_coverage` of the chosen code's lines (or were not measured:
+    a pair whose tests cannot show what they exercise is not kept on trust)."""
+    return "low_coverage" if fraction is None or fraction < min_coverage else None
+
+
 def static_verdict(c: Candidate, config: FilterConfig, count: TokenCounter) -> str | None:
     """The first static filter that drops the pair, or None if it survives them all."""
     return check_parse(c) or check_kind(c) or check_diff_size(c, config) or check_tokens(c, config, count)
@@ -73,6 +80,7 @@ def static_verdict(c: Candidate, config: FilterConfig, count: TokenCounter) -> s
 FUNNEL = [
     ("syntax (unparsable, identical, whitespace, comment, rename)", ("unparsable", *COSMETIC_KINDS)),
     ("size (D- lines, tokens)", ("diff_too_long", "too_many_tokens")),
+    ("coverage (tests run the chosen code's lines)", ("low_coverage",)),
     ("LLM judge", ("judge_cosmetic", "judge_unclear")),
     ("decontamination", ("contaminated",)),
 ]

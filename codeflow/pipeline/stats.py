@@ -29,14 +29,20 @@ def pass_rate_by_iteration(first_pass: list[int | None], attempted: int, max_ite
     ]
 
 
-def funnel(verdicts: Counter, judge: bool = True) -> list[dict]:
-    """Pair candidates through each filter stage; every stage's input = its drops + its output."""
+def funnel(verdicts: Counter, judge: bool = True, min_coverage: float | None = None) -> list[dict]:
+    """Pair candidates through each filter stage; every stage's input = its drops + its output.
+
+    `judge` / `min_coverage` say whether those optional stages ran (min_coverage None: off)."""
     remaining = sum(n for reason, n in verdicts.items() if reason not in ("first_try", "no_failing_code"))
     rows = [{"stage": "pair candidates (passed after a failure)", "count": remaining, "dropped": {}}]
     for stage, reasons in FUNNEL:
         dropped = {r: verdicts[r] for r in reasons if verdicts.get(r)}
         remaining -= sum(dropped.values())
-        off = " (off: --judge not given)" if stage == "LLM judge" and not judge else ""
+        off = ""
+        if stage == "LLM judge" and not judge:
+            off = " (off: --judge not given)"
+        elif stage.startswith("coverage"):
+            off = " (off: --min-coverage not given)" if min_coverage is None else f" >= {min_coverage:g}"
         rows.append({"stage": f"after {stage}{off}", "count": remaining, "dropped": dropped})
     return rows
 
@@ -84,6 +90,7 @@ def collect(run_dir: str | Path) -> dict:
             }
         )
         timings = {r["stage"]: r["seconds"] for r in db.query("SELECT stage, seconds FROM timings")}
+        coverage = db.query("SELECT COUNT(*) AS n, SUM(wall_ms) AS wall FROM coverage_runs")[0]
     finally:
         db.close()
     return {
@@ -104,7 +111,7 @@ def collect(run_dir: str | Path) -> dict:
         ],
         "pass_rate_by_iteration": pass_rate_by_iteration(first_pass, attempted, max_it),
         "attempts": dict(attempt_kinds),
-        "funnel": funnel(verdicts, judge=bool(config.get("judge"))),
+        "funnel": funnel(verdicts, judge=bool(config.get("judge")), min_coverage=config.get("min_coverage")),
         "no_pair": {k: verdicts[k] for k in ("first_try", "no_failing_code") if verdicts.get(k)},
         "contaminated_by_benchmark": dict(contaminated),
         "pairs": len(pairs),
@@ -116,6 +123,9 @@ def collect(run_dir: str | Path) -> dict:
             "sandbox_wall_s": (ex["wall"] or 0) / 1000,
             "sandbox_cpu_s": (ex["cpu"] or 0) / 1000,
             "status": dict(exec_status),
+            # sandbox runs of chosen versions with line coverage (--min-coverage), not counted above
+            "coverage_runs": coverage["n"],
+            "coverage_wall_s": (coverage["wall"] or 0) / 1000,
         },
         "timings_s": timings,
     }
@@ -157,6 +167,10 @@ def render(s: dict) -> str:
         f"\nexecutions: {e['count']}  sandbox wall {e['sandbox_wall_s']:.1f} s  cpu {e['sandbox_cpu_s']:.1f} s  "
         + ", ".join(f"{k} {v}" for k, v in sorted(e["status"].items()))
     )
+    if e.get("coverage_runs"):
+        lines.append(
+            f"coverage runs (--min-coverage): {e['coverage_runs']}  sandbox wall {e['coverage_wall_s']:.1f} s"
+        )
     if s["timings_s"]:
         lines.append(
             "time (s, all runs): " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(s["timings_s"].items()))
