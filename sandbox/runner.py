@@ -477,24 +477,46 @@ def _run_stdio(spec: dict, report: dict) -> None:
 _STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}
 
 
+def _line_tracer(unseen: set[int], record) -> Any:
+    """The local tracer of one solution code object: records each line, and once every line of the code has
+    been seen, turns line events off for the frame (hot loops then run at almost full speed)."""
+
+    def trace_lines(frame, event, arg):
+        if event == "line":
+            line = frame.f_lineno
+            record(line)
+            unseen.discard(line)
+            if not unseen:
+                frame.f_trace_lines = False
+        return trace_lines
+
+    return trace_lines
+
+
 def start_coverage(code_path: str) -> tuple[Any, set[int]]:
     """Install a line tracer for this thread and threads started later; (the tracer, the lines it records).
 
     Only frames whose code was compiled from `code_path` (the solution) get a line tracer; every other frame
-    (tests, runner, stdlib) costs one call event. Code that compiles other text under the solution's file
-    name, or reaches into the set, can inflate its own coverage: this matters to a coverage filter only,
-    since coverage never changes the verdict.
+    (tests, runner, stdlib) costs one call event. A code object whose lines have all been seen gets no line
+    tracer any more: its first line is left out of that test, because a function's own frame never reports
+    its `def` line (the enclosing frame, which ran it, did). Code that compiles other text under the
+    solution's file name, or reaches into the set, can inflate its own coverage: that matters to a coverage
+    filter only, since coverage never changes the verdict.
     """
     covered: set[int] = set()
     record = covered.add
-
-    def trace_lines(frame, event, arg):
-        if event == "line":
-            record(frame.f_lineno)
-        return trace_lines
+    tracers: dict[int, tuple[Any, set[int], Any]] = {}  # id(code) -> (code, its unseen lines, its tracer)
 
     def trace_calls(frame, event, arg):
-        return trace_lines if frame.f_code.co_filename == code_path else None
+        code = frame.f_code
+        if code.co_filename != code_path:
+            return None
+        entry = tracers.get(_id(code))
+        if entry is None or entry[0] is not code:
+            unseen = {line for _, _, line in code.co_lines() if line is not None and line > 0}
+            unseen.discard(code.co_firstlineno)
+            entry = tracers[_id(code)] = (code, unseen, _line_tracer(unseen, record))
+        return entry[2] if entry[1] else None
 
     _thread_settrace(trace_calls)
     _settrace(trace_calls)
