@@ -46,6 +46,7 @@ _type = type
 _isinstance = isinstance
 _id = id
 _len = len
+_CO_NEWLOCALS = 0x2  # inspect.CO_NEWLOCALS: set on function code objects
 _RUNNER_FILE = __file__
 _THIS_MODULE = sys.modules[__name__]  # jobs remove it from sys.modules; the watch list keeps it
 # unittest's own frames say nothing about the code under test (unittest hides them from its reports too).
@@ -498,8 +499,8 @@ def start_coverage(code_path: str) -> tuple[Any, set[int]]:
 
     Only frames whose code was compiled from `code_path` (the solution) get a line tracer; every other frame
     (tests, runner, stdlib) costs one call event. A code object whose lines have all been seen gets no line
-    tracer any more: its first line is left out of that test, because a function's own frame never reports
-    its `def` line (the enclosing frame, which ran it, did). Code that compiles other text under the
+    tracer any more: a function's first line is left out of that test, because its own frame never reports
+    its `def` line (the enclosing frame, which ran the `def`, did). Code that compiles other text under the
     solution's file name, or reaches into the set, can inflate its own coverage: that matters to a coverage
     filter only, since coverage never changes the verdict.
     """
@@ -514,7 +515,8 @@ def start_coverage(code_path: str) -> tuple[Any, set[int]]:
         entry = tracers.get(_id(code))
         if entry is None or entry[0] is not code:
             unseen = {line for _, _, line in code.co_lines() if line is not None and line > 0}
-            unseen.discard(code.co_firstlineno)
+            if code.co_flags & _CO_NEWLOCALS:  # a function, lambda or comprehension, not a module
+                unseen.discard(code.co_firstlineno)
             entry = tracers[_id(code)] = (code, unseen, _line_tracer(unseen, record))
         return entry[2] if entry[1] else None
 

@@ -80,6 +80,22 @@ def test_reinstalling_the_runners_own_tracer_is_not_tampering(sb):
     assert r.status == "passed" and r.line_coverage is not None and r.line_coverage > 0
 
 
+def test_a_line_first_reached_late_in_a_hot_loop_and_one_line_functions_are_recorded(sb):
+    # The tracer stops line events for code whose lines have all been seen; nothing may be lost by that.
+    code = (
+        "def count(n):\n    total = 0\n    for i in range(n):\n        if i == n - 1:\n"
+        "            total += 100\n        total += 1\n    return total\n\n\n"
+        "square = lambda x: x * x\ndef one(): return 1\n"
+    )
+    tests = "assert count(2000) == 2100\nassert square(3) == 9\nassert one() == 1\n"
+    r = sb.run(code, tests, coverage=True)
+    assert r.status == "passed" and r.covered_lines == r.executable_lines == [1, 2, 3, 4, 5, 6, 7, 10, 11]
+    r = sb.run(code, "assert count(3) == 103\n", coverage=True)
+    assert r.covered_lines == [1, 2, 3, 4, 5, 6, 7, 10, 11]  # a short loop reaches every line too
+    r = sb.run(code, "assert count(0) == 0\n", coverage=True)
+    assert r.covered_lines == [1, 2, 3, 7, 10, 11]
+
+
 def test_coverage_follows_threads_nested_functions_and_unittest_and_stdio_styles(sb):
     threaded = (
         "import threading\n\n\ndef run():\n    out = []\n\n    def work():\n        out.append(1)\n\n"
