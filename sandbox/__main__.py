@@ -46,7 +46,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore" if args.json else "default")
         with Sandbox(workers=1, limits=limits, use_bwrap=False if args.no_bwrap else None) as sb:
-            result = sb.run(code, tests, style=args.style, stdin=stdin, expected_stdout=expected)
+            result = sb.run(
+                code, tests, style=args.style, stdin=stdin, expected_stdout=expected, coverage=args.coverage
+            )
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -55,6 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             if getattr(result, name):
                 print(f"{name}: {getattr(result, name)}")
         print(f"tests: {result.tests_run} run, {result.tests_failed} failed; {result.wall_ms:.1f} ms wall")
+        if args.coverage:
+            print(_coverage_line(result))
         if result.traceback:
             print(result.traceback.rstrip())
         if result.stdout:
@@ -62,6 +66,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if result.stderr:
             print("--- stderr ---\n" + result.stderr.rstrip())
     return 0 if result.passed else 1
+
+
+def _coverage_line(result) -> str:
+    if result.line_coverage is None:
+        return "coverage: not measured (no report from the job, or the code does not compile)"
+    missed = sorted(set(result.executable_lines) - set(result.covered_lines))
+    text = f"coverage: {result.line_coverage:.1%} of {len(result.executable_lines)} executable lines"
+    return text + (f"; lines not run: {', '.join(map(str, missed))}" if missed else "")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stdin", help="file fed to stdin (stdio style)")
     run.add_argument("--expected-stdout", help="file with the expected stdout (stdio style)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument("--coverage", action="store_true", help="also report the lines of CODE the tests ran")
     run.add_argument("--no-bwrap", action="store_true", help="do not use bubblewrap even if installed")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="show which protections work on this machine")

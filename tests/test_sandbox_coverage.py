@@ -143,3 +143,12 @@ def test_coverage_fields_round_trip_through_json():
     back = Result.from_dict(r.to_dict())
     assert back == r and back.line_coverage == 0.5
     assert Result.from_dict({"status": "passed"}).line_coverage is None  # results stored before coverage
+
+
+def test_cli_run_with_coverage_names_the_lines_not_run(tmp_path, capsys):
+    from sandbox.__main__ import main
+
+    (tmp_path / "sign.py").write_text(SIGN)
+    (tmp_path / "tests.py").write_text("assert sign(3) == 1\nassert sign(0) == 0\n")
+    assert main(["run", str(tmp_path / "sign.py"), str(tmp_path / "tests.py"), "--coverage"]) == 0
+    assert "coverage: 83.3% of 6 executable lines; lines not run: 5" in capsys.readouterr().out
