@@ -80,7 +80,7 @@ def static_verdict(c: Candidate, config: FilterConfig, count: TokenCounter) -> s
 FUNNEL = [
     ("syntax (unparsable, identical, whitespace, comment, rename)", ("unparsable", *COSMETIC_KINDS)),
     ("size (D- lines, tokens)", ("diff_too_long", "too_many_tokens")),
-    ("coverage (tests run the chosen code's lines)", ("low_coverage",)),
+    ("coverage of the chosen code by its tests", ("low_coverage",)),
     ("LLM judge", ("judge_cosmetic", "judge_unclear")),
     ("decontamination", ("contaminated",)),
 ]
