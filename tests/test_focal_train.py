@@ -202,3 +202,22 @@ def test_gradient_checkpointing_gives_the_same_losses(models, pairs_file, tmp_pa
     assert losses(tmp_path / "plain")[2] != pytest.approx(
         losses(tmp_path / "plain")[0], abs=1e-4
     )  # it trains
+
+
+@pytest.mark.parametrize(
+    ("mask", "loss"), [("symmetric", "sigmoid"), ("hybrid", "sigmoid"), ("target", "ipo")]
+)
+def test_every_mask_mode_and_ipo_train_with_finite_losses(models, pairs_file, tmp_path, mask, loss):
+    result = train(config_for(models, pairs_file, tmp_path / "run", mask=mask, loss=loss, max_steps=2))
+    assert result.steps == 2 and all(math.isfinite(x) for x in losses(tmp_path / "run"))
+
+
+def test_bf16_autocast_stays_close_to_fp32(models, pairs_file, tmp_path):
+    # the GPU path's autocast, exercised on CPU: the first step's loss (before any update) within bf16 precision
+    train(config_for(models, pairs_file, tmp_path / "fp32", max_steps=1, ref_model=str(models["other"])))
+    train(
+        config_for(
+            models, pairs_file, tmp_path / "bf16", max_steps=1, ref_model=str(models["other"]), bf16=True
+        )
+    )
+    assert losses(tmp_path / "bf16")[0] == pytest.approx(losses(tmp_path / "fp32")[0], rel=2e-2)
