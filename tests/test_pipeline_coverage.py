@@ -154,6 +154,30 @@ def test_min_coverage_drops_the_pair_whose_tests_miss_most_of_the_chosen_code(fi
     assert lenient.sandbox_jobs == SELF_CHECK_JOBS and lenient.pairs == 3
 
 
+def test_an_interrupted_coverage_stage_measures_only_the_missing_problems(finished_run):
+    problems, out = finished_run
+    _build(problems, out, min_coverage=0.8)
+    # A kill during the stage leaves some problems measured (one transaction each) and others not.
+    db = RunDB(out / "codeflow.db")
+    try:
+        db.write([("DELETE FROM coverage_runs WHERE problem_id = ?", ("stdio_cases",))])
+    finally:
+        db.close()
+    resumed = _build(problems, out, min_coverage=0.8)
+    assert resumed.sandbox_jobs == SELF_CHECK_JOBS + 2  # the two stdio cases, nothing else
+    assert _pair_ids(out) == ["fully_tested", "stdio_cases"]
+    db = RunDB(out / "codeflow.db")
+    try:
+        rows = db.query("SELECT problem_id, COUNT(*) AS n FROM coverage_runs GROUP BY problem_id")
+    finally:
+        db.close()
+    assert {r["problem_id"]: r["n"] for r in rows} == {
+        "mostly_untested": 1,
+        "fully_tested": 1,
+        "stdio_cases": 2,
+    }
+
+
 def test_min_coverage_on_the_command_line_and_its_bounds(finished_run, capsys):
     problems, out = finished_run
     common = ["build", str(problems), "--out", str(out), "--no-humaneval", "--no-progress", "--workers", "1"]

@@ -417,9 +417,16 @@ class Builder:
         return {p.id: results[(p.id, ch["iteration"])] for p, ch in chosen}
 
     async def _measure_coverage(self, missing: list[tuple[Problem, dict]], results: dict) -> None:
+        # Enough runs in flight to keep every sandbox worker busy, not one queued job per pair of a huge run.
+        slots = asyncio.Semaphore(4 * self.runner.executor.parallelism)
+        bar = self.progress.bar("coverage", len(missing))
+        low = 0
+
         async def measure(problem: Problem, chosen: dict) -> None:
+            nonlocal low
             tests = json.loads(chosen["tests"])
-            outcome = (await self.runner.run([(problem, chosen["code"], tests)], coverage=True))[0]
+            async with slots:
+                outcome = (await self.runner.run([(problem, chosen["code"], tests)], coverage=True))[0]
             it = chosen["iteration"]
             self.db.write(  # one transaction per problem, as it finishes: a kill loses only those in flight
                 (
@@ -430,8 +437,15 @@ class Builder:
                 for i, r in enumerate(outcome.cases)
             )
             results[(problem.id, it)] = outcome.cases
+            fraction = union_coverage(outcome.cases)
+            low += fraction is None or fraction < (self.config.min_coverage or 0.0)
+            bar.set_postfix(below_threshold=low, refresh=False)
+            bar.update()
 
-        await asyncio.gather(*(measure(p, ch) for p, ch in missing))
+        try:
+            await asyncio.gather(*(measure(p, ch) for p, ch in missing))
+        finally:
+            bar.close()
 
     def _judge(self, candidates: list, verdicts: dict) -> None:
         kept = [(c, ch, rj) for c, ch, rj in candidates if verdicts[c.problem_id][0] == "kept"]
