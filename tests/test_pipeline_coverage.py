@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from codeflow.cli import main as codeflow_main
 from codeflow.pipeline.attempts import ATTEMPT_COLUMNS, insert_attempt
 from codeflow.pipeline.build import BuildConfig, BuildError, build
-from codeflow.pipeline.db import RunDB, open_run_db
+from codeflow.pipeline.db import KILL_ENV, RunDB, open_run_db
 from codeflow.pipeline.stats import collect
 
 DESCRIBE = """def describe(n):
@@ -63,6 +68,8 @@ PAIRS = [
     ),
 ]
 SELF_CHECK_JOBS = 6  # the build's sandbox probes, run on every build
+ROOT = Path(__file__).resolve().parent.parent
+COUNT_COVERAGE_RUNS = "SELECT problem_id, COUNT(*) AS n FROM coverage_runs GROUP BY problem_id"
 
 
 @pytest.fixture
@@ -168,7 +175,7 @@ def test_an_interrupted_coverage_stage_measures_only_the_missing_problems(finish
     assert _pair_ids(out) == ["fully_tested", "stdio_cases"]
     db = RunDB(out / "codeflow.db")
     try:
-        rows = db.query("SELECT problem_id, COUNT(*) AS n FROM coverage_runs GROUP BY problem_id")
+        rows = db.query(COUNT_COVERAGE_RUNS)
     finally:
         db.close()
     assert {r["problem_id"]: r["n"] for r in rows} == {
@@ -189,3 +196,22 @@ def test_min_coverage_on_the_command_line_and_its_bounds(finished_run, capsys):
     assert "must be between 0 and 1" in capsys.readouterr().err
     with pytest.raises(BuildError, match="between 0 and 1"):
         _build(problems, out, min_coverage=-0.1)
+
+
+def test_a_build_killed_during_the_coverage_stage_resumes_to_the_same_pairs(finished_run):
+    problems, out = finished_run
+    # Commits of a build here: settings, config, problems, outcomes, then one per coverage run (5, 6, 7).
+    env = dict(os.environ, **{KILL_ENV: "5"})
+    cmd = [sys.executable, "-m", "codeflow.cli", "build", str(problems), "--out", str(out), "--no-progress"]
+    cmd += ["--no-humaneval", "--workers", "2", "--min-coverage", "0.8"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL
+    db = RunDB(out / "codeflow.db")
+    try:
+        stored = {r["problem_id"]: r["n"] for r in db.query(COUNT_COVERAGE_RUNS)}
+    finally:
+        db.close()
+    assert len(stored) == 1  # the first problem measured, all its cases in one transaction
+    resumed = _build(problems, out, min_coverage=0.8)
+    assert resumed.sandbox_jobs == SELF_CHECK_JOBS + 4 - sum(stored.values())
+    assert _pair_ids(out) == ["fully_tested", "stdio_cases"]
