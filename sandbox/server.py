@@ -168,7 +168,7 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     os.dup2(fds["stdin"], 0)
     os.dup2(fds["out_w"], 1)
     os.dup2(fds["err_w"], 2)
-    result_fd, nonce_fd = random.sample(range(*FD_RANGE), 2)
+    result_fd, nonce_fd = fds["result_fd"], fds["nonce_fd"]
     # Park both above the range first (F_DUPFD takes the lowest free number >= its argument), so neither
     # dup2 below can overwrite the other's source.
     res_parked = fcntl.fcntl(fds["res_w"], fcntl.F_DUPFD, FD_RANGE[1])
@@ -197,9 +197,21 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
     # flushes after every message. stdin is new because the server's reader may have buffered requests.
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    for name in [m for m in sys.modules if m == "sandbox" or m.startswith("sandbox.")]:
-        del sys.modules[name]  # the runner keeps its own references; `import sandbox` now finds no live state
+    # The runner keeps its own references; `import sandbox` now finds no live state.
+    for name in fds["sandbox_modules"]:
+        sys.modules.pop(name, None)
     runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
+
+
+_MODULES_SEEN: list = [0, ()]  # (len(sys.modules) when last listed, the sandbox modules then)
+
+
+def _sandbox_modules() -> tuple[str, ...]:
+    """The `sandbox` package's modules, listed again only when sys.modules grew or shrank."""
+    if _MODULES_SEEN[0] != len(sys.modules):
+        names = tuple(m for m in sys.modules if m == "sandbox" or m.startswith("sandbox."))
+        _MODULES_SEEN[:] = [len(sys.modules), names]
+    return _MODULES_SEEN[1]
 
 
 def _set_job_environment(run_dir: str) -> None:
@@ -341,6 +353,9 @@ def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
         os.lseek(stdin, 0, os.SEEK_SET)
     nonce_r, nonce_hash = _nonce_pipe()
     fds = dict(out_w=out_w, err_w=err_w, res_w=res_w, stdin=stdin, nonce_r=nonce_r)
+    # Chosen here rather than in the child: every object the child touches costs it a copy-on-write page.
+    fds["result_fd"], fds["nonce_fd"] = random.sample(range(*FD_RANGE), 2)
+    fds["sandbox_modules"] = _sandbox_modules()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
