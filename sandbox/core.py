@@ -16,11 +16,12 @@ import tempfile
 import threading
 import time
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from sandbox.coverage import executable_lines
-from sandbox.types import Job, Limits, Result
+from sandbox.types import REQUEST_HEADER_BYTES, Job, Limits, Result
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL_ISOLATION = (
@@ -41,6 +42,8 @@ UID_SLOTS = 50000
 UID_LOCK_DIR = os.path.join(tempfile.gettempdir(), "sandbox-uid-locks")
 # Extra seconds the host waits past the job's own timeout before declaring the worker itself hung.
 HOST_GRACE_S = 15.0
+# Jobs queued on each worker's server at once by run_many: one running, one waiting to start.
+PIPELINE_DEPTH = 2
 _warned = False
 _warn_lock = threading.Lock()
 
@@ -164,11 +167,13 @@ class _Worker:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, cwd="/", start_new_session=True
         )
+        os.set_blocking(self.proc.stdin.fileno(), False)  # see _exchange: writes never wait for the reader
+        self._received = bytearray()  # result bytes read from the server and not yet returned
         self._command = cmd
 
     def wait_ready(self) -> None:
         """Wait for the server's hello (split from start() so that many workers boot in parallel)."""
-        hello = self._read_line(60.0)
+        hello = self.receive(60.0)
         if hello is None:
             self.stop()
             raise RuntimeError(
@@ -176,33 +181,56 @@ class _Worker:
             )
         self.isolation = json.loads(hello)["isolation"]
 
-    def _read_line(self, timeout: float) -> bytes | None:
-        assert self.proc is not None and self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while not buf.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return None
-            buf += chunk
-        return buf
+    def send(self, job: Job, limits: Limits, timeout: float) -> None:
+        """Queue one job on the server, which runs its jobs in order; raises OSError if the server is gone.
 
-    def run(self, job: Job, limits: Limits) -> Result:
-        request = {"job": _job_spec(job), "limits": asdict(limits)}
+        While the request is written, results already on their way are read into a buffer, so a large request
+        and a large result can never block each other. `timeout`: how long the server may take to get to it.
+        """
         if self.proc is None or self.proc.poll() is not None:
             # Died between jobs (e.g. the thread that started it exited: its parent-death signal fired).
             self.restart()
-        try:
-            assert self.proc is not None and self.proc.stdin is not None
-            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
-            self.proc.stdin.flush()
-            line = self._read_line(limits.timeout_s + HOST_GRACE_S)
-        except (OSError, ValueError):
-            line = None
+        payload = json.dumps({"job": _job_spec(job), "limits": asdict(limits)}).encode()
+        header = str(len(payload)).zfill(REQUEST_HEADER_BYTES - 1).encode() + b"\n"
+        if not self._exchange(header + payload, timeout) == b"":
+            raise OSError(f"sandbox worker {self.index} did not take the job within {timeout:.0f} s")
+
+    def receive(self, timeout: float) -> bytes | None:
+        """The server's next result line, or None if it died or sent nothing within `timeout` seconds."""
+        return self._exchange(b"", timeout)
+
+    def _exchange(self, request: bytes, timeout: float) -> bytes | None:
+        """Write `request` (b"" when there is none); then return b"" if one was written, else the next line."""
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        in_fd, out_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        pending = memoryview(request)
+        writing = bool(request)
+        while True:
+            if writing and not pending:
+                return b""
+            end = self._received.find(b"\n")
+            if not writing and end >= 0:
+                line = bytes(self._received[: end + 1])
+                del self._received[: end + 1]
+                return line
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            readable, writable, _ = select.select([out_fd], [in_fd] if pending else [], [], left)
+            if readable:
+                chunk = os.read(out_fd, 1 << 20)
+                if not chunk:
+                    return None
+                self._received += chunk
+            if writable:
+                try:
+                    pending = pending[os.write(in_fd, pending) :]
+                except BlockingIOError:
+                    pass
+
+    def result(self, job: Job, line: bytes | None) -> Result:
+        """The Result for `line` (None: the worker died or hung, and is restarted)."""
         if line is None:
             self.restart()
             return Result(
@@ -212,6 +240,51 @@ class _Worker:
         if job.coverage:
             result.executable_lines = executable_lines(job.code, job.module_name + ".py")
         return result
+
+    def run(self, job: Job, limits: Limits) -> Result:
+        try:
+            self.send(job, limits, HOST_GRACE_S)
+            line = self.receive(limits.timeout_s + HOST_GRACE_S)
+        except (OSError, ValueError):
+            line = None
+        return self.result(job, line)
+
+    def run_stream(self, jobs: list[Job], todo: queue.SimpleQueue, default: Limits, done) -> None:
+        """Run jobs whose indices come from `todo` until it is empty, calling done(index, Result) for each.
+
+        Up to PIPELINE_DEPTH jobs are queued on the server at once, so it starts the next job as soon as one
+        ends instead of waiting for this thread to read the result and send another.
+        """
+        in_flight: deque[int] = deque()  # sent, result not read yet, in the order the server runs them
+        retry: deque[int] = deque()  # sent to a server that died before running them
+        while True:
+            while len(in_flight) < PIPELINE_DEPTH and (retry or not todo.empty()):
+                try:
+                    i = retry.popleft() if retry else todo.get_nowait()
+                except queue.Empty:
+                    break
+                ahead = sum((jobs[j].limits or default).timeout_s for j in in_flight)
+                try:
+                    self.send(jobs[i], jobs[i].limits or default, ahead + HOST_GRACE_S)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    done(i, _error_result(exc))
+                    continue
+                in_flight.append(i)
+            if not in_flight:
+                return
+            i = in_flight.popleft()
+            try:
+                line = self.receive((jobs[i].limits or default).timeout_s + HOST_GRACE_S)
+            except (OSError, ValueError):
+                line = None
+            if line is None:
+                # The server runs jobs in order: those queued behind this one never started.
+                retry.extendleft(reversed(in_flight))
+                in_flight.clear()
+            try:
+                done(i, self.result(jobs[i], line))
+            except RuntimeError as exc:  # the restart failed
+                done(i, _error_result(exc))
 
     def restart(self) -> None:
         self.stop()
@@ -233,6 +306,10 @@ class _Worker:
                 except OSError:
                     pass
         self.proc = None
+
+
+def _error_result(exc: Exception) -> Result:
+    return Result(status="error", error_type="SandboxError", message=f"{type(exc).__name__}: {exc}")
 
 
 def _job_spec(job: Job) -> dict:
@@ -315,29 +392,42 @@ class Sandbox:
             self._idle.put(worker)
 
     def run_many(self, jobs: list[Job], progress: bool = False) -> list[Result]:
-        """One Result per job, in input order, keeping every worker busy."""
+        """One Result per job, in input order, keeping every worker busy (each with its next job queued)."""
         results: list[Result | None] = [None] * len(jobs)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(jobs), desc="sandbox", unit="job")
+        todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for i in range(len(jobs)):
+            todo.put(i)
 
-        def one(i: int) -> None:
-            try:
-                results[i] = self.run_job(jobs[i])
-            except Exception as exc:  # noqa: BLE001 - e.g. a worker that cannot restart: still one result per job
-                results[i] = Result(
-                    status="error", error_type="SandboxError", message=f"{type(exc).__name__}: {exc}"
-                )
+        def done(i: int, result: Result) -> None:
+            results[i] = result
             if bar is not None:
                 bar.update(1)
 
-        with ThreadPoolExecutor(max_workers=len(self._workers)) as pool:
-            list(pool.map(one, range(len(jobs))))
+        def drive() -> None:
+            if self._closed:
+                raise RuntimeError("this Sandbox is closed")
+            worker = self._idle.get()
+            try:
+                worker.run_stream(jobs, todo, self.limits, done)
+            finally:
+                self._idle.put(worker)
+
+        threads = min(len(self._workers), len(jobs))
+        failure: Exception = RuntimeError("the job was not run")
+        with ThreadPoolExecutor(max_workers=max(threads, 1)) as pool:
+            for future in [pool.submit(drive) for _ in range(threads)]:
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - e.g. a closed Sandbox: still one result per job
+                    failure = exc
         if bar is not None:
             bar.close()
-        return [r for r in results if r is not None]
+        return [r if r is not None else _error_result(failure) for r in results]
 
     def close(self) -> None:
         if self._closed:

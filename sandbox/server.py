@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import linux, runner, verdict
-from sandbox.types import Limits
+from sandbox.types import REQUEST_HEADER_BYTES, Limits
 
 # The job's report and nonce descriptors get random numbers below RLIMIT_NOFILE, so nothing can rely on
 # finding them at a fixed place.
@@ -195,7 +195,7 @@ def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> N
     sys.path_importer_cache.pop(run_dir, None)  # cached as missing while the server had no run dir
     sys.argv = [spec["code_path"]]
     # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
-    # flushes after every message. stdin is new because the server's reader may have buffered requests.
+    # flushes after every message. stdin is a new reader of the job's stdin (decoding errors replaced).
     sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
     # The runner keeps its own references; `import sandbox` now finds no live state.
     for name in fds["sandbox_modules"]:
@@ -444,8 +444,31 @@ def _supervise(deadline: float, out, err, report, pid: int, config: WorkerConfig
     return kill_reason, status, (usage.ru_utime + usage.ru_stime) * 1000
 
 
+def read_request(fd: int) -> bytes | None:
+    """One request from the host: a fixed-size length header, then exactly that many bytes; None at EOF.
+
+    Reading exactly one request, never more, keeps the next job (the host sends it while this one runs) in the
+    pipe rather than in the server's memory, where the forked job could read it.
+    """
+    header = _read_exactly(fd, REQUEST_HEADER_BYTES)
+    if header is None:
+        return None
+    return _read_exactly(fd, int(header))
+
+
+def _read_exactly(fd: int, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 def main() -> None:
-    """Server entry point: a JSON config in argv[1], then one JSON job per stdin line, one result per line."""
+    """Server entry point: a JSON config in argv[1], then framed JSON jobs on stdin, one result per line."""
     config_in = json.loads(sys.argv[1])
     config = setup_worker(config_in["uid"], config_in["bwrap"], config_in["hide"], config_in["keep"])
     # Done once here rather than in every job: inherited by each fork, and never undone.
@@ -464,8 +487,8 @@ def main() -> None:
     out = sys.stdout.buffer
     out.write(json.dumps({"ready": True, "isolation": config.isolation}).encode() + b"\n")
     out.flush()
-    for line in sys.stdin.buffer:
-        request = json.loads(line)
+    while (frame := read_request(0)) is not None:
+        request = json.loads(frame)
         limits = Limits.from_dict(request["limits"])
         try:
             result = run_job(request["job"], limits, config)

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 STYLES = ("script", "unittest", "stdio")
+# Host -> server framing: each request is its length in this many bytes (ASCII digits and a newline), then
+# the JSON request itself.
+REQUEST_HEADER_BYTES = 16
 STATUSES = (
     "passed",
     "failed",

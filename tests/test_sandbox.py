@@ -257,6 +257,34 @@ def test_a_killed_worker_yields_an_error_result_and_is_restarted():
             assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
 
 
+def test_run_many_resends_the_jobs_queued_behind_a_killed_worker():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
+            worker = box._workers[0]
+            killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
+            killer.start()
+            jobs = [Job("import time\ntime.sleep(15)\n", "assert True")] + [
+                Job(HONEST_CODE, HONEST_TESTS)
+            ] * 3
+            results = box.run_many(jobs)
+            killer.join()
+            # The next job was already queued on the dead server: it is sent again, not reported as an error.
+            assert [r.status for r in results] == ["error", "passed", "passed", "passed"]
+            assert results[0].error_type == "SandboxError"
+
+
+def test_run_many_with_requests_and_results_larger_than_a_pipe_does_not_block():
+    code = "def add(a, b):\n    return a + b\nprint('x' * 150000)\n"
+    tests = "# " + "y" * 300000 + "\n" + HONEST_TESTS  # a request far over the 64 KiB a pipe holds
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=1, limits=Limits(timeout_s=10, output_bytes=200000)) as box:
+            results = box.run_many([Job(code, tests)] * 3)
+    assert [r.status for r in results] == ["passed"] * 3
+    assert all(len(r.stdout) == 150001 for r in results)
+
+
 def test_each_job_draws_its_own_random_numbers(sb):
     draws = {sb.run("import random\nprint(random.random())\n", "assert True").stdout for _ in range(3)}
     assert len(draws) == 3  # forks of one server must not replay the same random sequence
