@@ -78,10 +78,16 @@ def remove_sysv_ipc() -> int:
         ("msg", lambda i: _libc.msgctl(i, IPC_RMID, None)),
     ):
         try:
-            with open(f"/proc/sysvipc/{kind}") as f:
-                rows = f.read().splitlines()[1:]
+            fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
             continue
+        try:
+            table = os.read(fd, 1 << 16)
+            while chunk := os.read(fd, 1 << 16):
+                table += chunk
+        finally:
+            os.close(fd)
+        rows = table.decode().splitlines()[1:]  # a header line, then one row per object
         for row in rows:
             fields = row.split()
             if len(fields) > 1 and remove(int(fields[1])) == 0:
