@@ -285,6 +285,18 @@ def test_run_many_with_requests_and_results_larger_than_a_pipe_does_not_block():
     assert all(len(r.stdout) == 150001 for r in results)
 
 
+def test_subdirectories_and_links_in_the_run_dir_do_not_reach_the_next_job():
+    make = "import os\nos.makedirs('sub/deeper')\nopen('sub/deeper/f', 'w').write('x')\nos.symlink('/etc', 'link')\n"
+    look = "import os\nprint(sorted(os.listdir('.')))\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=1, limits=FAST) as box:
+            assert box.run(make, "assert True").status == "passed"
+            r = box.run(look, "assert True")
+    assert r.stdout.strip() == "['solution.py', 'test_solution.py']"
+    assert os.path.isdir("/etc")
+
+
 def test_each_job_draws_its_own_random_numbers(sb):
     draws = {sb.run("import random\nprint(random.random())\n", "assert True").stdout for _ in range(3)}
     assert len(draws) == 3  # forks of one server must not replay the same random sequence
