@@ -247,6 +247,9 @@ class _Worker:
             line = self.receive(limits.timeout_s + HOST_GRACE_S)
         except (OSError, ValueError):
             line = None
+        except BaseException:
+            self.stop()  # e.g. KeyboardInterrupt: its result must never be read as the next job's
+            raise
         return self.result(job, line)
 
     def run_stream(self, jobs: list[Job], todo: queue.SimpleQueue, default: Limits, done) -> None:
@@ -256,6 +259,14 @@ class _Worker:
         ends instead of waiting for this thread to read the result and send another.
         """
         in_flight: deque[int] = deque()  # sent, result not read yet, in the order the server runs them
+        try:
+            self._run_stream(jobs, todo, default, done, in_flight)
+        except BaseException:
+            if in_flight:
+                self.stop()  # results still on their way must never be read as another job's
+            raise
+
+    def _run_stream(self, jobs, todo, default: Limits, done, in_flight: deque[int]) -> None:
         retry: deque[int] = deque()  # sent to a server that died before running them
         while True:
             while len(in_flight) < PIPELINE_DEPTH and (retry or not todo.empty()):
@@ -267,6 +278,12 @@ class _Worker:
                 try:
                     self.send(jobs[i], jobs[i].limits or default, ahead + HOST_GRACE_S)
                 except (OSError, ValueError, RuntimeError) as exc:
+                    self.stop()  # a half-written request must never be completed by the next one
+                    if in_flight:
+                        # The server stopped taking jobs: report the one it was running, send the rest again.
+                        retry.extendleft(reversed([*list(in_flight)[1:], i]))
+                        i = in_flight.popleft()
+                        in_flight.clear()
                     done(i, _error_result(exc))
                     continue
                 in_flight.append(i)

@@ -6,6 +6,7 @@ import builtins
 import hashlib
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -283,6 +284,24 @@ def test_run_many_with_requests_and_results_larger_than_a_pipe_does_not_block():
             results = box.run_many([Job(code, tests)] * 3)
     assert [r.status for r in results] == ["passed"] * 3
     assert all(len(r.stdout) == 150001 for r in results)
+
+
+def test_results_still_queued_when_a_caller_is_interrupted_never_reach_the_next_job():
+    jobs = [Job(HONEST_CODE, HONEST_TESTS)] * 3
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(len(jobs)):
+        todo.put(i)
+
+    def interrupted(i: int, result: Result) -> None:
+        raise KeyboardInterrupt  # arrives while the next job's result is still on its way
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=1, limits=FAST) as box:
+            with pytest.raises(KeyboardInterrupt):
+                box._workers[0].run_stream(jobs, todo, FAST, interrupted)
+            # Read in order, a leftover "passed" would become this wrong solution's result.
+            assert box.run("def add(a, b):\n    return 0\n", HONEST_TESTS).status == "failed"
 
 
 def test_subdirectories_and_links_in_the_run_dir_do_not_reach_the_next_job():
