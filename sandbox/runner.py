@@ -42,6 +42,11 @@ _gettrace = sys.gettrace
 _getprofile = sys.getprofile
 _settrace = sys.settrace
 _thread_settrace = threading.settrace
+_addaudithook = sys.addaudithook
+_getframe = sys._getframe
+# Auditing events raised whenever a trace or profile function is installed, from Python or from C.
+_HOOK_EVENTS = frozenset({"sys.settrace", "sys.setprofile"})
+_THREAD_BOOTSTRAP = threading.Thread._bootstrap_inner.__code__
 _type = type
 _isinstance = isinstance
 _id = id
@@ -525,6 +530,35 @@ def start_coverage(code_path: str) -> tuple[Any, set[int]]:
     return trace_calls, covered
 
 
+def forbid_trace_hooks(own_tracer: Any, found: list[str]) -> None:
+    """Refuse, from now until the job exits, every trace or profile function the code tries to install.
+
+    A tracer can set `f_lineno` on a test's frame and jump over its asserts, then remove itself before the
+    end-of-run tamper check looks: so installing one is blocked when it happens (the call raises) and recorded in
+    `found`. An audit hook cannot be removed. Allowed: new threads installing the runner's own coverage tracer
+    (`own_tracer`), and the runner's `stop_coverage` removing it.
+    """
+    allowed_callers = {stop_coverage.__code__}
+
+    def audit(event: str, args: tuple) -> None:
+        if event not in _HOOK_EVENTS:
+            return
+        caller = _getframe(1).f_code
+        if caller in allowed_callers:
+            return
+        if (
+            own_tracer is not None
+            and caller is _THREAD_BOOTSTRAP
+            and event == "sys.settrace"
+            and threading._trace_hook is own_tracer
+        ):
+            return
+        found.append(f"a trace or profile hook was installed (the code called {event})")
+        raise RuntimeError("the sandbox does not allow trace or profile functions")
+
+    _addaudithook(audit)
+
+
 def stop_coverage(covered: set[int]) -> list[int] | None:
     """Remove the tracers and return the covered lines as sorted ints (the code may have added junk)."""
     _settrace(None)
@@ -546,12 +580,14 @@ def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoRetu
     report: dict = {"phase": "start", "statements": 0, "exception": None}
     # A local, not in _RUN: the code cannot swap the object the tamper check accepts as the runner's tracer.
     tracer, covered = start_coverage(spec["code_path"]) if spec.get("coverage") else (None, None)
+    hooks_found: list[str] = []
+    forbid_trace_hooks(tracer, hooks_found)
     try:
         _STYLE_RUNNERS[spec["style"]](spec, report)
     except BaseException as exc:  # noqa: BLE001 - e.g. KeyboardInterrupt raised inside a guard
         report["exception"] = describe_exception(exc)
     _flush_std()
-    report["tampering"] = _RUN["tampering"] + tampered(snapshot, tracer)
+    report["tampering"] = _RUN["tampering"] + hooks_found[:1] + tampered(snapshot, tracer)
     if covered is not None:
         report["covered_lines"] = stop_coverage(covered)
     report["asserts"] = _RUN["asserts"]

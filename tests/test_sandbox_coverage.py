@@ -61,23 +61,16 @@ def test_a_tracer_installed_by_the_code_is_tampering_with_coverage_on(sb):
     assert sb.run(profile, "assert sign(3) == 1\n", coverage=True).status == "tampering"
 
 
-def test_removing_the_tracer_lowers_coverage_but_not_the_status(sb):
+def test_removing_or_reinstalling_the_tracer_is_refused_as_tampering(sb):
+    # The auditing event behind sys.settrace does not say what is installed, so every call is refused: a
+    # removal could be the second half of an install-jump-remove trick (test_sandbox.py covers that one).
     tests = "assert sign(3) == 1\nassert sign(-3) == -1\nassert sign(0) == 0\n"
-    removes = "import sys\n" + SIGN + "sys.settrace(None)\n"
     honest = sb.run("import sys\n" + SIGN, tests, coverage=True)
-    r = sb.run(removes, tests, coverage=True)
-    assert honest.status == r.status == "passed"
-    assert honest.line_coverage == 1.0
-    assert r.covered_lines == [1, 2, 8]  # the module's lines before the call; sign() ran untraced
-    assert r.line_coverage < 0.5
-    wrong = sb.run(removes.replace("return -1", "return 1"), tests, coverage=True)
-    assert wrong.status == "failed"  # a removed tracer changes nothing about the verdict
-
-
-def test_reinstalling_the_runners_own_tracer_is_not_tampering(sb):
-    code = "import sys\n_t = sys.gettrace()\nsys.settrace(None)\nsys.settrace(_t)\n" + SIGN
-    r = sb.run(code, "assert sign(3) == 1\n", coverage=True)
-    assert r.status == "passed" and r.line_coverage is not None and r.line_coverage > 0
+    assert honest.status == "passed" and honest.line_coverage == 1.0
+    removes = sb.run("import sys\n" + SIGN + "sys.settrace(None)\n", tests, coverage=True)
+    assert removes.status == "tampering" and "sys.settrace" in removes.message
+    reinstalls = "import sys\n_t = sys.gettrace()\nsys.settrace(None)\nsys.settrace(_t)\n" + SIGN
+    assert sb.run(reinstalls, "assert sign(3) == 1\n", coverage=True).status == "tampering"
 
 
 def test_a_line_first_reached_late_in_a_hot_loop_and_one_line_functions_are_recorded(sb):
