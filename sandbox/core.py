@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from sandbox.coverage import executable_lines
-from sandbox.types import REQUEST_HEADER_BYTES, Job, Limits, Result
+from sandbox.types import PRIVATE_TMPS, REQUEST_HEADER_BYTES, Job, Limits, Result
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FULL_ISOLATION = (
@@ -84,18 +84,20 @@ def _parents_between(home: str, path: str) -> list[str]:
 
 
 def home_views() -> tuple[list[str], list[str]]:
-    """(home directories to hide, paths inside them to show read-only again).
+    """(home directories to hide, paths inside them or inside the private temp dirs to show read-only again).
 
     Home directories hold the invoking user's secrets; they are replaced by empty directories, except for the
-    Python installation, the import path and this package, which jobs need to read.
+    Python installation, the import path and this package, which jobs need to read. The temp dirs become
+    private tmpfs mounts, so a virtual environment or checkout under /tmp is shown again the same way.
     """
     hidden = [h for h in HOME_DIRS if os.path.isdir(h)]
+    covered = hidden + [t for t in PRIVATE_TMPS if os.path.isdir(t)]
     wanted = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable), PACKAGE_ROOT}
     wanted |= {p for p in sys.path if p and os.path.isabs(p)}
     keep = set()
     for path in wanted:
         real = os.path.realpath(path)
-        if os.path.isdir(real) and any(_inside(real, h) for h in hidden):
+        if os.path.isdir(real) and any(_inside(real, c) for c in covered):
             keep.add(real)
     keep = {p for p in keep if not any(q != p and _inside(p, q) for q in keep)}
     return hidden, sorted(keep)
@@ -109,7 +111,8 @@ def bwrap_command() -> list[str] | None:
     hidden, keep = home_views()
     homes = [arg for h in hidden for arg in ("--tmpfs", h)]
     # bwrap creates missing parent directories 0700; the job's uid must be able to walk through them.
-    parents = sorted({p for k in keep for h in hidden for p in _parents_between(h, k)}, key=len)
+    covered = hidden + list(PRIVATE_TMPS)
+    parents = sorted({p for k in keep for c in covered for p in _parents_between(c, k)}, key=len)
     shown = [arg for d in parents for arg in ("--perms", "0755", "--dir", d)]
     shown += [arg for k in keep for arg in ("--ro-bind", k, k)]
     return [

@@ -27,14 +27,13 @@ import time
 from dataclasses import dataclass, field
 
 from sandbox import linux, runner, verdict
-from sandbox.types import REQUEST_HEADER_BYTES, Limits
+from sandbox.types import PRIVATE_TMPS, REQUEST_HEADER_BYTES, Limits
 
 # The job's report and nonce descriptors get random numbers below RLIMIT_NOFILE, so nothing can rely on
 # finding them at a fixed place.
 FD_RANGE = (10, 250)
 REPORT_CAP = 1 << 20
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
 PRIVATE_RUN_DIR = "/tmp/run"
 # Imported once here so each forked job starts warm (what most solutions and test files import).
 PRELOAD = (
@@ -72,34 +71,26 @@ class WorkerConfig:
     private_tmp: bool = False
     # True only when this server is alone in a PID namespace it owns: then kill(-1) reaches only its jobs.
     own_pid_namespace: bool = False
+    # Read-only views of the Python install and the import path; those under a private temp dir (and the
+    # directories leading to them) survive the wipe after each job.
+    kept: tuple[str, ...] = ()
 
 
-def _hide_homes(hidden: list[str], keep: list[str]) -> None:
-    """Cover home directories with empty tmpfs, then show `keep` paths again, read-only (as bwrap does).
+def _cover(covers: list[tuple[str, str]], keep: list[str]) -> None:
+    """Mount an empty tmpfs on each (path, options) of `covers`, then show `keep` again, read-only (as bwrap does).
 
-    The kept paths are bind-mounted to a staging directory first, because covering a home hides them.
+    Each kept path is pinned by an O_PATH descriptor before anything covers it and bind-mounted back through
+    /proc/self/fd afterwards, so no staging directory is needed (every writable place is being covered).
     """
-    staging = "/dev/shm/.sandbox-keep"
-    os.makedirs(staging, exist_ok=True)
-    stages = []
-    for i, path in enumerate(keep):
-        stage = os.path.join(staging, str(i))
-        os.mkdir(stage)
-        linux.mount(path, stage, None, linux.MS_BIND | linux.MS_REC)
-        stages.append((stage, path))
-    for home in hidden:
-        linux.mount("tmpfs", home, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755,size=1m")
-    for stage, path in stages:
-        os.makedirs(path, exist_ok=True)
-        linux.mount(stage, path, None, linux.MS_BIND | linux.MS_REC)
+    pinned = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]
+    for path, options in covers:
+        linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+    for path, fd in pinned:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        linux.mount(f"/proc/self/fd/{fd}", path, None, linux.MS_BIND | linux.MS_REC)
         # A bind remount changes only this new mount, in this private namespace.
         linux.mount(None, path, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
-    for stage, _ in stages:
-        linux.umount(stage, linux.MNT_DETACH)
-        if os.path.ismount(stage):
-            raise RuntimeError(f"could not detach {stage}; refusing to continue")
-        os.rmdir(stage)
-    os.rmdir(staging)
+        os.close(fd)
 
 
 def _enter_namespaces(config: WorkerConfig, hidden: list[str], keep: list[str]) -> None:
@@ -118,18 +109,15 @@ def _enter_namespaces(config: WorkerConfig, hidden: list[str], keep: list[str]) 
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    for path in PRIVATE_TMPS:
-        if os.path.isdir(path):
-            linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=1777,size=512m")
-    config.isolation += ["net_namespace", "pid_namespace", "private_tmp"]
+    tmps = [(path, "mode=1777,size=512m") for path in PRIVATE_TMPS if os.path.isdir(path)]
+    _cover(tmps + [(home, "mode=755,size=1m") for home in hidden], keep)
+    config.isolation += ["net_namespace", "pid_namespace", "private_tmp", "hidden_home"]
     config.private_tmp = True
     config.own_pid_namespace = True
-    _hide_homes(hidden, keep)
-    config.isolation.append("hidden_home")
 
 
 def setup_worker(uid: int, launched_by_bwrap: bool, hidden: list[str], keep: list[str]) -> WorkerConfig:
-    config = WorkerConfig(uid=uid)
+    config = WorkerConfig(uid=uid, kept=tuple(keep))
     if launched_by_bwrap:
         config.isolation += ["net_namespace", "pid_namespace", "readonly_root", "private_tmp", "hidden_home"]
         config.private_tmp = True
@@ -333,6 +321,8 @@ def wipe(run_dir: str, config: WorkerConfig) -> None:
             path = os.path.join(base, name)
             if os.lstat(path).st_dev != base_dev or os.path.ismount(path):
                 continue  # never delete through a mount point
+            if any(k == path or k.startswith(path + "/") for k in config.kept):
+                continue  # leads to a read-only view of the Python install (e.g. a venv under /tmp)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:

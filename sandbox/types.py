@@ -9,6 +9,8 @@ STYLES = ("script", "unittest", "stdio")
 # Host -> server framing: each request is its length in this many bytes (ASCII digits and a newline), then
 # the JSON request itself.
 REQUEST_HEADER_BYTES = 16
+# Directories every worker gets as private, empty tmpfs mounts.
+PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
 STATUSES = (
     "passed",
     "failed",

@@ -459,3 +459,36 @@ def test_concurrent_sandboxes_do_not_interfere():
     for t in threads:
         t.join()
     assert results == ["passed", "passed"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the namespaces need root")
+@pytest.mark.parametrize("use_bwrap", [True, False])
+def test_a_python_install_under_tmp_is_shown_to_jobs_and_survives_the_wipe(tmp_path, use_bwrap):
+    # Each worker's /tmp is a private tmpfs: a virtual environment living under /tmp (CI clones, throwaway venvs)
+    # must be shown again read-only, or the fork server cannot even start.
+    if use_bwrap and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed")
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True
+    )
+    probe = (
+        "import json, sys\n"
+        "from sandbox import Sandbox\n"
+        f"with Sandbox(workers=1, use_bwrap={use_bwrap}) as sb:\n"
+        "    first = sb.run('import sys\\nprint(sys.prefix)\\n', 'assert True\\n')\n"
+        "    second = sb.run('x = 1\\n', 'assert x == 1\\n')\n"
+        "    write = sb.run('open(sys.prefix + \"/evil\", \"w\")\\n', 'assert True\\n')\n"
+        "print(json.dumps([first.status, first.stdout.strip(), second.status, write.status, sys.prefix]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-W", "ignore", "-c", probe],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    first, printed_prefix, second, write, prefix = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first == second == "passed"
+    assert printed_prefix == prefix == str(venv)
+    assert write == "error"  # shown read-only
+    assert not (venv / "evil").exists()
