@@ -160,7 +160,7 @@ def render(s: dict) -> str:
     for stage, u in sorted(s["llm"].items()):
         lines.append(
             f"  {stage:<9} calls {u['calls']:>6}  errors {u['errors']:>4}  truncated {u['truncated']:>4}  "
-            f"http requests {u['http_requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
+            f"requests {u['http_requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
         )
     e = s["executions"]
     lines.append(
