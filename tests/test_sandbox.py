@@ -22,22 +22,19 @@ from sandbox import core as sandbox_core
 from sandbox.runner import REPORT_MAGIC
 from sandbox.verdict import decide, normalise_output, unittest_test_ids
 from tests.sandbox_cases.helpers import (
+    FAST,
     HONEST_CODE,
     HONEST_TESTS,
+    quiet_sandbox,
     sandbox_processes,
     sandbox_processes_after_exit,
 )
 
-# A generous clock for jobs that end on their own: a loaded CI machine must not turn them into timeouts.
-FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)
-
 
 @pytest.fixture(scope="module")
 def sb():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=2, limits=FAST) as box:
-            yield box
+    with quiet_sandbox() as box:
+        yield box
 
 
 def test_passing_script_counts_executed_asserts(sb):

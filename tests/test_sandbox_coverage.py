@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
-from sandbox import Job, Limits, Result, Sandbox
+from sandbox import Job, Result
 from sandbox.coverage import executable_lines
-
-FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)
+from tests.sandbox_cases.helpers import quiet_sandbox
 
 SIGN = """def sign(x):
     if x > 0:
@@ -22,10 +19,8 @@ SIGN = """def sign(x):
 
 @pytest.fixture(scope="module")
 def sb():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=2, limits=FAST) as box:
-            yield box
+    with quiet_sandbox() as box:
+        yield box
 
 
 def test_untested_branches_give_partial_coverage_and_the_right_lines(sb):

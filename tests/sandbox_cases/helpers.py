@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sandbox import Limits, Sandbox
 
 HONEST_CODE = "def add(a, b):\n    return a + b\n"
 HONEST_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
+# A generous clock for jobs that end on their own: a loaded CI machine must not turn them into timeouts.
+FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)
+
+
+@contextmanager
+def quiet_sandbox(workers: int = 2, limits: Limits = FAST) -> Iterator[Sandbox]:
+    """A sandbox for tests, without the reduced-isolation warning of machines that lack bubblewrap."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Sandbox(workers=workers, limits=limits) as box:
+            yield box
 
 
 def sandbox_processes(uids: list[int]) -> list[int]:
