@@ -1,4 +1,4 @@
-"""`focal-dpo` console script: `train` and `eval`, each registered by its own module."""
+"""`focal-dpo` console script: `train` (registered with its options in `focal_dpo.config`) and `eval`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import sys
 
 from codeflow.cli import build_parser, run
 
-SUBCOMMAND_MODULES = ["focal_dpo.train", "focal_dpo.eval"]
+SUBCOMMAND_MODULES = ["focal_dpo.config", "focal_dpo.eval"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,8 @@
-"""Training options: one dataclass, settable from the command line and from a YAML file (CLI wins)."""
+"""Training options: one dataclass, settable from the command line and from a YAML file (CLI wins).
+
+Also registers `focal-dpo train`, so building the command line never imports torch (the loop is imported when
+the command runs).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from focal_dpo.data import MASK_MODES
+MASK_MODES = ("target", "full", "symmetric", "hybrid")
 
 
 @dataclass
@@ -135,3 +139,19 @@ def validate(config: TrainConfig) -> None:
 
 def write_config(config: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(dataclasses.asdict(config), sort_keys=False), encoding="utf-8")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a causal LM on preference pairs with the focal (Target-)DPO loss",
+        description="Focal DPO: the rejected side is weighted only on the tokens the fix changed (D-).",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from focal_dpo.train import run
+
+    return run(args)

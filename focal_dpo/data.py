@@ -17,8 +17,7 @@ import torch
 
 from codeflow.diff.fence import extract_code
 from codeflow.diff.tokens import spans_to_token_mask
-
-MASK_MODES = ("target", "full", "symmetric", "hybrid")
+from focal_dpo.config import MASK_MODES
 
 
 class BadRowError(ValueError):

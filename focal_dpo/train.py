@@ -17,7 +17,7 @@ import torch
 
 from focal_dpo import checkpoint
 from focal_dpo.checkpoint import Position
-from focal_dpo.config import TrainConfig, add_arguments, resolve, write_config
+from focal_dpo.config import TrainConfig, resolve, write_config
 from focal_dpo.data import BadRowError, DataReport, PairBatch, build_pairs, collate, load_rows
 from focal_dpo.loss import dpo_loss
 from focal_dpo.reference import (
@@ -307,13 +307,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"focal-dpo train: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "train",
-        help="train a causal LM on preference pairs with the focal (Target-)DPO loss",
-        description="Focal DPO: the rejected side is weighted only on the tokens the fix changed (D-).",
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)

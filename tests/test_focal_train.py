@@ -221,3 +221,18 @@ def test_bf16_autocast_stays_close_to_fp32(models, pairs_file, tmp_path):
         )
     )
     assert losses(tmp_path / "bf16")[0] == pytest.approx(losses(tmp_path / "fp32")[0], rel=2e-2)
+
+
+def test_building_the_command_line_does_not_import_torch():
+    # `focal-dpo --help` and `focal-dpo eval --backend openai` should not pay for torch, nor break with the loop
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom focal_dpo.cli import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "--mask" in out.stdout
