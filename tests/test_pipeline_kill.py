@@ -73,17 +73,17 @@ def _run_cli(problems: Path, out: Path, log: Path, kill_after: int | None) -> in
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=120).returncode
 
 
+def _reference_build(problems, out):
+    """The uninterrupted run every killed-and-resumed run must reproduce."""
+    config = BuildConfig(
+        problems=str(problems), out=str(out), seed=7, progress=False, exec_timeout_s=float(EXEC_TIMEOUT_S)
+    )
+    return build(config)
+
+
 def test_killed_and_resumed_build_matches_an_uninterrupted_one(tmp_path):
     problems = _subset(tmp_path)
-    reference = build(
-        BuildConfig(
-            problems=str(problems),
-            out=str(tmp_path / "ref"),
-            seed=7,
-            progress=False,
-            exec_timeout_s=float(EXEC_TIMEOUT_S),
-        )
-    )
+    reference = _reference_build(problems, tmp_path / "ref")
     expected = (tmp_path / "ref" / "pairs.jsonl").read_bytes()
     assert reference.pairs >= 5
 
@@ -112,15 +112,7 @@ def test_kills_around_the_export_leave_the_pairs_whole_and_a_rerun_completes_the
     """Killed right after the pairs are committed (before pairs.jsonl is written) and right after it is
     written: the file is absent or whole, and a rerun gives the uninterrupted result."""
     problems = _subset(tmp_path)
-    reference = build(
-        BuildConfig(
-            problems=str(problems),
-            out=str(tmp_path / "ref"),
-            seed=7,
-            progress=False,
-            exec_timeout_s=float(EXEC_TIMEOUT_S),
-        )
-    )
+    reference = _reference_build(problems, tmp_path / "ref")
     expected = (tmp_path / "ref" / "pairs.jsonl").read_bytes()
     pairs_committed = reference.db_commits - TIMING_COMMITS  # then pairs.jsonl is written, then the timings
     for kill_after, file_written in ((pairs_committed, False), (pairs_committed + 1, True)):

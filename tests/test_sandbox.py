@@ -240,36 +240,30 @@ def test_run_and_run_many_are_safe_from_several_threads(sb):
 
 
 def test_a_killed_worker_yields_an_error_result_and_is_restarted():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
-            worker = box._workers[0]
-            killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
-            killer.start()
-            r = box.run("import time\ntime.sleep(15)\n", "assert True")
-            killer.join()
-            assert r.status == "error" and r.error_type == "SandboxError"
-            assert sandbox_processes_after_exit(box.uids) == []
-            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
-            worker.stop()  # dead between jobs: the next job restarts it
-            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+    with quiet_sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
+        worker = box._workers[0]
+        killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
+        killer.start()
+        r = box.run("import time\ntime.sleep(15)\n", "assert True")
+        killer.join()
+        assert r.status == "error" and r.error_type == "SandboxError"
+        assert sandbox_processes_after_exit(box.uids) == []
+        assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+        worker.stop()  # dead between jobs: the next job restarts it
+        assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
 
 
 def test_run_many_resends_the_jobs_queued_behind_a_killed_worker():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
-            worker = box._workers[0]
-            killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
-            killer.start()
-            jobs = [Job("import time\ntime.sleep(15)\n", "assert True")] + [
-                Job(HONEST_CODE, HONEST_TESTS)
-            ] * 3
-            results = box.run_many(jobs)
-            killer.join()
-            # The next job was already queued on the dead server: it is sent again, not reported as an error.
-            assert [r.status for r in results] == ["error", "passed", "passed", "passed"]
-            assert results[0].error_type == "SandboxError"
+    with quiet_sandbox(workers=1, limits=Limits(timeout_s=20)) as box:
+        worker = box._workers[0]
+        killer = threading.Timer(0.5, lambda: os.killpg(worker.proc.pid, signal.SIGKILL))
+        killer.start()
+        jobs = [Job("import time\ntime.sleep(15)\n", "assert True")] + [Job(HONEST_CODE, HONEST_TESTS)] * 3
+        results = box.run_many(jobs)
+        killer.join()
+        # The next job was already queued on the dead server: it is sent again, not reported as an error.
+        assert [r.status for r in results] == ["error", "passed", "passed", "passed"]
+        assert results[0].error_type == "SandboxError"
 
 
 def test_run_many_with_requests_and_results_larger_than_a_pipe_does_not_block():
