@@ -111,8 +111,8 @@ def test_benchmark_file_reads_all_three_test_styles(tmp_path):
         ("{not json", "not valid JSON"),
         ('{"task_id": "x", "tests": "assert 1"}', "missing field 'prompt'"),
         (
-            '{"task_id": "x", "prompt": "p", "tests": "assert 1", "test_style": "pytest"}',
-            "test_style 'pytest'",
+            '{"task_id": "x", "prompt": "p", "tests": "assert 1", "test_style": "doctest"}',
+            "test_style 'doctest'",
         ),
         ('{"task_id": "x", "prompt": "p", "tests": "x", "test_style": "stdio"}', "stdio tests must be"),
         ('{"task_id": "a", "prompt": "p", "tests": "assert 1"}', "duplicate task_id 'a' (first on line 1)"),

@@ -9,8 +9,8 @@ import pytest
 
 from codeflow.cli import main as codeflow_main
 from codeflow.pipeline.build import BuildConfig, BuildError, build
-from codeflow.pipeline.db import RunDB
 from codeflow.pipeline.problems import load_problems
+from tests.pipeline_helpers import run_sql
 
 EXAMPLES = "examples/problems.jsonl"
 PAIR_FIELDS = {
@@ -47,35 +47,33 @@ def test_simulate_build_on_shipped_examples_exports_well_formed_pairs(demo_run):
     assert len(pairs) == result.pairs > 10
     problems = {p.id: p for p in load_problems(EXAMPLES).problems}
     assert {p["test_style"] for p in pairs} == {"script", "unittest", "stdio"}
-    db = RunDB(out / "codeflow.db")
-    try:
-        for pair in pairs:
-            assert set(pair) == PAIR_FIELDS
-            assert pair["meta"]["backend"] == "simulate" and pair["meta"]["seed"] == 0
-            assert pair["prompt"] == problems[pair["problem_id"]].instruction
-            assert pair["rejected_iteration"] < pair["chosen_iteration"]
-            assert pair["rejected_status"] != "passed"
-            assert pair["chosen"].startswith("```python\n") and pair["chosen"].endswith("```")
-            assert pair["chosen_spans"] or pair["rejected_spans"]
-            for text, spans in (
-                (pair["chosen"], pair["chosen_spans"]),
-                (pair["rejected"], pair["rejected_spans"]),
-            ):
-                assert all(10 <= s < e <= len(text) - 3 for s, e in spans)  # inside the fence
-                assert spans == sorted(spans)
-            # the chosen side is the attempt that passed in the sandbox, the rejected one one that did not
-            rows = {
-                r["iteration"]: r
-                for r in db.query(
-                    "SELECT iteration, status, code FROM attempts WHERE problem_id = ?", (pair["problem_id"],)
-                )
-            }
-            assert rows[pair["chosen_iteration"]]["status"] == "passed"
-            assert pair["chosen"] == "```python\n" + rows[pair["chosen_iteration"]]["code"] + "```"
-            assert rows[pair["rejected_iteration"]]["status"] == pair["rejected_status"]
-        outcomes = {r["problem_id"]: r for r in db.query("SELECT * FROM outcomes")}
-    finally:
-        db.close()
+    for pair in pairs:
+        assert set(pair) == PAIR_FIELDS
+        assert pair["meta"]["backend"] == "simulate" and pair["meta"]["seed"] == 0
+        assert pair["prompt"] == problems[pair["problem_id"]].instruction
+        assert pair["rejected_iteration"] < pair["chosen_iteration"]
+        assert pair["rejected_status"] != "passed"
+        assert pair["chosen"].startswith("```python\n") and pair["chosen"].endswith("```")
+        assert pair["chosen_spans"] or pair["rejected_spans"]
+        for text, spans in (
+            (pair["chosen"], pair["chosen_spans"]),
+            (pair["rejected"], pair["rejected_spans"]),
+        ):
+            assert all(10 <= s < e <= len(text) - 3 for s, e in spans)  # inside the fence
+            assert spans == sorted(spans)
+        # the chosen side is the attempt that passed in the sandbox, the rejected one one that did not
+        rows = {
+            r["iteration"]: r
+            for r in run_sql(
+                out,
+                "SELECT iteration, status, code FROM attempts WHERE problem_id = ?",
+                (pair["problem_id"],),
+            )
+        }
+        assert rows[pair["chosen_iteration"]]["status"] == "passed"
+        assert pair["chosen"] == "```python\n" + rows[pair["chosen_iteration"]]["code"] + "```"
+        assert rows[pair["rejected_iteration"]]["status"] == pair["rejected_status"]
+    outcomes = {r["problem_id"]: r for r in run_sql(out, "SELECT * FROM outcomes")}
     skipped = [pid for pid, o in outcomes.items() if o["status"] == "skipped"]
     assert sorted(skipped) == sorted(pid for pid, p in problems.items() if not p.tests)
     assert all("simulate backend needs" in outcomes[pid]["reason"] for pid in skipped)
@@ -187,11 +185,7 @@ def test_filters_and_decontamination_rerun_on_a_finished_build_and_the_funnel_ad
         BuildConfig(problems=EXAMPLES, out=str(copy), decontam=[str(bench)], max_diff_lines=1, progress=False)
     )
     assert rerun.requests_sent == 0  # only the later stages ran again
-    db = RunDB(copy / "codeflow.db")
-    try:
-        verdicts = {r["problem_id"]: (r["stage"], r["reason"]) for r in db.query("SELECT * FROM verdicts")}
-    finally:
-        db.close()
+    verdicts = {r["problem_id"]: (r["stage"], r["reason"]) for r in run_sql(copy, "SELECT * FROM verdicts")}
     for pid, n in d_minus.items():
         stage, reason = verdicts[pid]
         if n > 1:
@@ -223,8 +217,4 @@ def test_a_sandbox_that_cannot_run_code_stops_the_build_before_any_request(tmp_p
     config = BuildConfig(problems=EXAMPLES, out=str(tmp_path / "run"), progress=False)
     with pytest.raises(SandboxCheckError, match=r"a script job that should pass came back error \(EarlyExit"):
         build(config, executor=Executor(sandbox=_SandboxThatFailsEverything()))
-    db = RunDB(tmp_path / "run" / "codeflow.db")
-    try:
-        assert db.query("SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 0
-    finally:
-        db.close()
+    assert run_sql(tmp_path / "run", "SELECT COUNT(*) AS n FROM llm_calls")[0]["n"] == 0

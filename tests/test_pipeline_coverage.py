@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from codeflow.cli import main as codeflow_main
-from codeflow.pipeline.attempts import ATTEMPT_COLUMNS, insert_attempt
 from codeflow.pipeline.build import BuildConfig, BuildError, build
-from codeflow.pipeline.db import KILL_ENV, RunDB, open_run_db
+from codeflow.pipeline.db import ATTEMPT_COLUMNS, open_run_db
 from codeflow.pipeline.stats import collect
+from tests.pipeline_helpers import run_sql
 
 DESCRIBE = """def describe(n):
     if n < 0:
@@ -67,7 +66,9 @@ PAIRS = [
         PROGRAM,
     ),
 ]
-SELF_CHECK_JOBS = 6  # the build's sandbox probes, run on every build
+SELF_CHECK_JOBS = (
+    4  # the build's sandbox probes (a passing and a failing job of script and stdio), every build
+)
 ROOT = Path(__file__).resolve().parent.parent
 COUNT_COVERAGE_RUNS = "SELECT problem_id, COUNT(*) AS n FROM coverage_runs GROUP BY problem_id"
 
@@ -93,16 +94,14 @@ def finished_run(tmp_path):
     )
     out = tmp_path / "run"
     db = open_run_db(out)
-    rows = []
     for pid, _, tests, rejected, chosen in PAIRS:
         base = dict.fromkeys(ATTEMPT_COLUMNS) | {
             "problem_id": pid,
             "answer_kind": "code",
             "tests": json.dumps(tests),
         }
-        rows.append(insert_attempt(base | {"iteration": 0, "code": rejected, "status": "failed"}))
-        rows.append(insert_attempt(base | {"iteration": 1, "code": chosen, "status": "passed"}))
-    db.write(rows)
+        db.record_call(None, base | {"iteration": 0, "code": rejected, "status": "failed"})
+        db.record_call(None, base | {"iteration": 1, "code": chosen, "status": "passed"})
     db.close()
     return problems, out
 
@@ -115,11 +114,7 @@ def _build(problems, out, **options):
 
 
 def _verdicts(out):
-    db = RunDB(out / "codeflow.db")
-    try:
-        return {r["problem_id"]: (r["stage"], r["reason"]) for r in db.query("SELECT * FROM verdicts")}
-    finally:
-        db.close()
+    return {r["problem_id"]: (r["stage"], r["reason"]) for r in run_sql(out, "SELECT * FROM verdicts")}
 
 
 def _pair_ids(out):
@@ -165,19 +160,11 @@ def test_an_interrupted_coverage_stage_measures_only_the_missing_problems(finish
     problems, out = finished_run
     _build(problems, out, min_coverage=0.8)
     # A kill during the stage leaves some problems measured (one transaction each) and others not.
-    db = RunDB(out / "codeflow.db")
-    try:
-        db.write([("DELETE FROM coverage_runs WHERE problem_id = ?", ("stdio_cases",))])
-    finally:
-        db.close()
+    run_sql(out, "DELETE FROM coverage_runs WHERE problem_id = ?", ("stdio_cases",))
     resumed = _build(problems, out, min_coverage=0.8)
     assert resumed.sandbox_jobs == SELF_CHECK_JOBS + 2  # the two stdio cases, nothing else
     assert _pair_ids(out) == ["fully_tested", "stdio_cases"]
-    db = RunDB(out / "codeflow.db")
-    try:
-        rows = db.query(COUNT_COVERAGE_RUNS)
-    finally:
-        db.close()
+    rows = run_sql(out, COUNT_COVERAGE_RUNS)
     assert {r["problem_id"]: r["n"] for r in rows} == {
         "mostly_untested": 1,
         "fully_tested": 1,
@@ -200,17 +187,13 @@ def test_min_coverage_on_the_command_line_and_its_bounds(finished_run, capsys):
 
 def test_a_build_killed_during_the_coverage_stage_resumes_to_the_same_pairs(finished_run):
     problems, out = finished_run
-    # Commits of a build here: settings, config, problems, outcomes, then one per coverage run (5, 6, 7).
-    env = dict(os.environ, **{KILL_ENV: "5"})
-    cmd = [sys.executable, "-m", "codeflow.cli", "build", str(problems), "--out", str(out), "--no-progress"]
+    # Commits of a build here: settings, config, problems, bad rows, outcomes, then one per coverage run (6, 7, 8).
+    cmd = [sys.executable, "-m", "tests.pipeline_faults", "--kill-after-commits", "6", "--"]
+    cmd += ["build", str(problems), "--out", str(out), "--no-progress"]
     cmd += ["--no-humaneval", "--workers", "2", "--min-coverage", "0.8"]
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=120)
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120)
     assert done.returncode == -signal.SIGKILL
-    db = RunDB(out / "codeflow.db")
-    try:
-        stored = {r["problem_id"]: r["n"] for r in db.query(COUNT_COVERAGE_RUNS)}
-    finally:
-        db.close()
+    stored = {r["problem_id"]: r["n"] for r in run_sql(out, COUNT_COVERAGE_RUNS)}
     assert len(stored) == 1  # the first problem measured, all its cases in one transaction
     resumed = _build(problems, out, min_coverage=0.8)
     assert resumed.sandbox_jobs == SELF_CHECK_JOBS + 4 - sum(stored.values())

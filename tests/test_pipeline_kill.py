@@ -4,15 +4,13 @@ request whose answer was already stored is sent again."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from codeflow.pipeline.build import REQUEST_LOG_ENV, TIMING_COMMITS, BuildConfig, build
-from codeflow.pipeline.db import KILL_ENV
+from codeflow.pipeline.build import TIMING_COMMITS, BuildConfig, build
 
 ROOT = Path(__file__).resolve().parent.parent
 # a mix of test styles; every one of them has a reference solution and tests
@@ -28,8 +26,9 @@ SUBSET = [
     "caesar_shift",
     "run_length_encode",
 ]
-# each rerun is killed after this many commits (its first two only re-record the settings and the problems)
-KILL_AFTER_COMMITS = [4, 6, 9, 12]
+# each rerun is killed after this many commits (its first three only re-record the settings, the problems and
+# the source's bad rows)
+KILL_AFTER_COMMITS = [5, 7, 10, 13]
 EXEC_TIMEOUT_S = "2"  # mutants that loop forever cost this much each
 
 
@@ -52,14 +51,13 @@ def _stored_hashes(run_dir: Path) -> set[str]:
 
 
 def _run_cli(problems: Path, out: Path, log: Path, kill_after: int | None) -> int:
-    env = dict(os.environ, **{REQUEST_LOG_ENV: str(log)})
-    env.pop(KILL_ENV, None)
-    if kill_after is not None:
-        env[KILL_ENV] = str(kill_after)
+    faults = ["--request-log", str(log)] + (["--kill-after-commits", str(kill_after)] if kill_after else [])
     cmd = [
         sys.executable,
         "-m",
-        "codeflow.cli",
+        "tests.pipeline_faults",
+        *faults,
+        "--",
         "build",
         str(problems),
         "--out",
@@ -70,7 +68,7 @@ def _run_cli(problems: Path, out: Path, log: Path, kill_after: int | None) -> in
         "--exec-timeout",
         EXEC_TIMEOUT_S,
     ]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=120).returncode
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=120).returncode
 
 
 def _reference_build(problems, out):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 from codeflow.pipeline.build import BuildConfig, build
-from codeflow.pipeline.db import RunDB
 from tests.fake_openai_server import (
     FakeOpenAIServer,
     ScriptByContent,
@@ -18,6 +17,7 @@ from tests.fake_openai_server import (
     server_error,
     truncated,
 )
+from tests.pipeline_helpers import run_sql
 
 TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n"
 GOOD = "def add(a, b):\n    return a + b\n"
@@ -95,16 +95,13 @@ def test_build_against_flaky_server_records_every_outcome_and_respects_retry_pol
             assert script.requests_for(key) == allowed, key
         assert server.request_count() == sum(n for _, _, n in SCRIPTS.values())
 
-        db = RunDB(tmp_path / "run" / "codeflow.db")
-        try:
-            outcomes = {r["problem_id"]: r for r in db.query("SELECT * FROM outcomes")}
-            kinds = {
-                (r["problem_id"], r["iteration"]): r["answer_kind"]
-                for r in db.query("SELECT problem_id, iteration, answer_kind FROM attempts")
-            }
-            usage = db.query("SELECT SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c FROM llm_calls")[0]
-        finally:
-            db.close()
+        run = tmp_path / "run"
+        outcomes = {r["problem_id"]: r for r in run_sql(run, "SELECT * FROM outcomes")}
+        kinds = {
+            (r["problem_id"], r["iteration"]): r["answer_kind"]
+            for r in run_sql(run, "SELECT problem_id, iteration, answer_kind FROM attempts")
+        }
+        usage = run_sql(run, "SELECT SUM(prompt_tokens) AS p, SUM(completion_tokens) AS c FROM llm_calls")[0]
         for key, (status, final) in EXPECTED.items():
             o = outcomes[key.strip("[]")]
             assert (o["status"], o["final_iteration"]) == (status, final), key
@@ -172,13 +169,10 @@ def test_build_with_a_local_transformers_model_records_its_attempts(tmp_path, ti
     )
     result = build(config)
     assert result.requests_sent == 2 and result.pairs == 0
-    db = RunDB(tmp_path / "run" / "codeflow.db")
-    try:
-        kinds = [r["answer_kind"] for r in db.query("SELECT answer_kind FROM attempts ORDER BY iteration")]
-        outcome = db.query("SELECT status FROM outcomes")[0]["status"]
-        calls = db.query("SELECT stage, completion_tokens FROM llm_calls ORDER BY iteration")
-    finally:
-        db.close()
+    run = tmp_path / "run"
+    kinds = [r["answer_kind"] for r in run_sql(run, "SELECT answer_kind FROM attempts ORDER BY iteration")]
+    outcome = run_sql(run, "SELECT status FROM outcomes")[0]["status"]
+    calls = run_sql(run, "SELECT stage, completion_tokens FROM llm_calls ORDER BY iteration")
     assert len(kinds) == 2 and set(kinds) <= {"truncated", "no_code"}
     assert outcome == "exhausted"
     assert [c["stage"] for c in calls] == ["generate", "refine"] and all(
@@ -190,12 +184,11 @@ class _RecordingChatModel:
     """Stands in for codeflow.llm.TransformersBackend: records the batch sizes it is asked for."""
 
     model_name = "recording-model"
-    batch_size = 4
 
     def __init__(self):
         self.batches: list[int] = []
 
-    def chat(self, conversations, *, max_new_tokens, temperature, seed=None):
+    def chat(self, conversations, *, max_new_tokens, temperature, seed=None, stop=None):
         from codeflow.llm import LLMResponse
 
         self.batches.append(len(conversations))
@@ -205,10 +198,12 @@ class _RecordingChatModel:
 def test_transformers_backend_batches_requests_that_arrive_together(tmp_path):
     import asyncio
 
-    from codeflow.pipeline.backends import LLMRequest, TransformersBackend
+    from codeflow.llm import LocalChatModel
+    from codeflow.pipeline.backends import ChatBackend, LLMRequest
 
     model = _RecordingChatModel()
-    backend = TransformersBackend(model, max_tokens=16, temperature=0.0, seed=0)
+    local = LocalChatModel(model.model_name, batch_size=4, loaded=model)
+    backend = ChatBackend(local, max_tokens=16, temperature=0.0, seed=0)
     requests = [LLMRequest("generate", f"p{i}", 0, [{"role": "user", "content": str(i)}]) for i in range(10)]
 
     async def ask_all():

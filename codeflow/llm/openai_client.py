@@ -20,10 +20,12 @@ import httpx
 
 from codeflow.llm.ratelimit import RateLimiter
 from codeflow.llm.retry import backoff_delay, error_kind_for_status, is_retryable_status, parse_retry_after
-from codeflow.llm.types import LLMError, LLMResponse
+from codeflow.llm.types import LLMError, LLMResponse, cut_at_stop
 
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 _BODY_SNIPPET_CHARS = 300
+# While a server that answered before is unreachable (restarting), wait at most this long between tries.
+CONNECT_POLL_CAP_S = 5.0
 
 
 @dataclass(eq=False)  # exceptions compare and hash by identity
@@ -66,11 +68,21 @@ class OpenAIClient:
     an HTTP date, or OpenAI's retry-after-ms), which is honoured up to `max_retry_after_s`. A 429's
     Retry-After also holds back the client's other request starts. Other 4xx are raised at once.
 
+    Once the server has answered at least once, connection errors (refused, reset, closed mid-answer) are
+    a server that went away, most often to restart: they are retried for up to `retry_connect_s` seconds
+    from the first such error of a call, polling at most `CONNECT_POLL_CAP_S` apart, without using up
+    `max_retries`. Before any answer they count as ordinary retries, so a wrong `base_url` fails fast.
+
     `timeout_s` bounds each HTTP request as a whole (connect to last byte). `token_param` names the length
-    limit in the request body: "max_tokens" (default, what open servers read) or "max_completion_tokens"
-    (what OpenAI's newer models require). `extra_body` is merged into every request body (for example
-    {"top_p": 0.95} or vLLM's {"repetition_penalty": 1.1}).
+    limit of chat requests: "max_tokens" (default, what open servers read) or "max_completion_tokens"
+    (what OpenAI's newer models require); `/completions` only knows `max_tokens`, which it always gets.
+    `extra_body` is merged into every request body (for example {"top_p": 0.95} or vLLM's
+    {"repetition_penalty": 1.1}). Answers are cut at the first stop string here, whether or not the server
+    left it in the text.
     """
+
+    backend = "openai"
+    sends_requests = True
 
     def __init__(
         self,
@@ -85,6 +97,7 @@ class OpenAIClient:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 30.0,
         max_retry_after_s: float = 120.0,
+        retry_connect_s: float = 600.0,
         token_param: str = "max_tokens",
         extra_body: dict[str, Any] | None = None,
         extra_headers: dict[str, str] | None = None,
@@ -96,6 +109,8 @@ class OpenAIClient:
             raise ValueError(f"max_retries must be 0 or more, got {max_retries}")
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if retry_connect_s < 0:
+            raise ValueError(f"retry_connect_s must be 0 or more, got {retry_connect_s}")
         if token_param not in TOKEN_PARAMS:
             raise ValueError(f"token_param must be one of {TOKEN_PARAMS}, got {token_param!r}")
         if not base_url.startswith(("http://", "https://")):
@@ -110,6 +125,7 @@ class OpenAIClient:
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
         self.max_retry_after_s = max_retry_after_s
+        self.retry_connect_s = retry_connect_s
         self.token_param = token_param
         self.extra_body = dict(extra_body or {})
         self._api_key = os.environ.get(api_key_env) or None
@@ -120,6 +136,7 @@ class OpenAIClient:
         self._rng = random.Random(seed)
         self._limiter = RateLimiter(rpm)
         self._state: _LoopState | None = None
+        self._reached = False  # the server has sent at least one HTTP response
         # Counters, summed over the client's life.
         self.requests_sent = 0
         self.retries = 0
@@ -160,8 +177,8 @@ class OpenAIClient:
         stop: list[str] | None = None,
     ) -> LLMResponse:
         """POST /chat/completions with `messages` ([{"role": ..., "content": ...}, ...])."""
-        body = self._body({"messages": messages}, max_tokens, temperature, seed, stop)
-        return await self._call("/chat/completions", body)
+        body = self._body({"messages": messages}, self.token_param, max_tokens, temperature, seed, stop)
+        return await self._call("/chat/completions", body, stop)
 
     async def complete(
         self,
@@ -173,8 +190,8 @@ class OpenAIClient:
         stop: list[str] | None = None,
     ) -> LLMResponse:
         """POST /completions with a raw `prompt` (for base models and completion-style benchmarks)."""
-        body = self._body({"prompt": prompt}, max_tokens, temperature, seed, stop)
-        return await self._call("/completions", body)
+        body = self._body({"prompt": prompt}, "max_tokens", max_tokens, temperature, seed, stop)
+        return await self._call("/completions", body, stop)
 
     async def chat_many(
         self, conversations: list[list[dict]], **options: Any
@@ -201,9 +218,15 @@ class OpenAIClient:
     # -- inside -----------------------------------------------------------------------------------------
 
     def _body(
-        self, payload: dict, max_tokens: int, temperature: float, seed: int | None, stop: list[str] | None
+        self,
+        payload: dict,
+        token_param: str,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
+        stop: list[str] | None,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.model, **payload, self.token_param: max_tokens}
+        body: dict[str, Any] = {"model": self.model, **payload, token_param: max_tokens}
         body["temperature"] = temperature
         if seed is not None:
             body["seed"] = seed
@@ -227,13 +250,14 @@ class OpenAIClient:
             self._state = _LoopState(loop=loop, http=http, slots=asyncio.Semaphore(self.concurrency))
         return self._state
 
-    async def _call(self, path: str, body: dict[str, Any]) -> LLMResponse:
+    async def _call(self, path: str, body: dict[str, Any], stop: list[str] | None) -> LLMResponse:
         state = self._loop_state()
         started = time.perf_counter()
         # The slot is held across retries: a call that is backing off keeps its place instead of letting
         # new calls pile onto a server that is already refusing work.
         async with state.slots:
-            attempts = 0
+            attempts = retries = reconnects = 0
+            unreachable_since: float | None = None
             while True:
                 attempts += 1
                 await self._limiter.acquire()
@@ -241,7 +265,16 @@ class OpenAIClient:
                 try:
                     answer = await self._send_once(state.http, path, body)
                 except _AttemptFailure as failure:
-                    if not failure.retryable or attempts > self.max_retries:
+                    waiting_for_restart = failure.kind == "connection" and self._reached
+                    if waiting_for_restart:
+                        now = time.monotonic()
+                        unreachable_since = unreachable_since if unreachable_since is not None else now
+                        give_up = now - unreachable_since >= self.retry_connect_s
+                    else:
+                        unreachable_since = None
+                        retries += 1
+                        give_up = not failure.retryable or retries > self.max_retries
+                    if give_up:
                         self.calls_failed += 1
                         raise LLMError(
                             failure.kind,
@@ -250,15 +283,23 @@ class OpenAIClient:
                             status_code=failure.status_code,
                         ) from None
                     self.retries += 1
-                    await asyncio.sleep(self._retry_wait(attempts - 1, failure))
+                    if waiting_for_restart:
+                        reconnects += 1
+                        wait = backoff_delay(
+                            reconnects - 1, self.backoff_base_s, CONNECT_POLL_CAP_S, self._rng
+                        )
+                    else:
+                        wait = self._retry_wait(retries - 1, failure)
+                    await asyncio.sleep(wait)
                     continue
                 break
         self.calls_ok += 1
         self.prompt_tokens += answer.usage["prompt_tokens"]
         self.completion_tokens += answer.usage["completion_tokens"]
+        text, stopped = cut_at_stop(answer.text, stop)
         return LLMResponse(
-            text=answer.text,
-            finish_reason=answer.finish_reason,
+            text=text,
+            finish_reason="stop" if stopped else answer.finish_reason,
             usage=answer.usage,
             model=answer.model or self.model,
             latency_s=time.perf_counter() - started,
@@ -281,6 +322,7 @@ class OpenAIClient:
             raise _AttemptFailure("timeout", f"no complete response within {self.timeout_s:g} s") from None
         except httpx.TransportError as exc:
             raise _AttemptFailure("connection", f"{type(exc).__name__}: {exc}") from None
+        self._reached = True
         if response.status_code >= 400:
             raise self._http_failure(response)
         return _parse_answer(path, response)

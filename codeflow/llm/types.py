@@ -1,8 +1,12 @@
-"""The plain data every LLM backend returns or raises: one answer, or one failure after retries."""
+"""The one protocol every chat model follows, and the plain data it returns or raises: one answer, or one
+failure after retries."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 # The failure kinds a caller can branch on; `LLMError.kind` is always one of these.
 ERROR_KINDS = ("timeout", "http_429", "http_4xx", "http_5xx", "connection", "malformed")
@@ -51,3 +55,57 @@ class LLMError(Exception):
 
 def _rebuild_error(kind: str, message: str, attempts: int, status_code: int | None) -> LLMError:
     return LLMError(kind, message, attempts=attempts, status_code=status_code)
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What both CLIs ask of a model, whatever serves it (`codeflow.llm.registry` opens one by name).
+
+    `chat` answers a conversation, `complete` continues raw text (base models, completion benchmarks). Both
+    return an `LLMResponse` or raise `LLMError`; the answer is cut at the first of the `stop` strings.
+    Calls may run concurrently: the model bounds its own requests in flight (an HTTP client) or batches the
+    calls that arrive together (a local model). `backend` is the registry name, `model` what answers.
+    `sends_requests` says whether `LLMResponse.attempts` counts HTTP requests (False for a local model).
+    """
+
+    backend: str
+    model: str
+    sends_requests: bool
+
+    async def chat(
+        self,
+        messages: list[dict],
+        *,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> LLMResponse: ...
+
+    async def complete(
+        self,
+        prompt: str,
+        *,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: list[str] | None = None,
+    ) -> LLMResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def cut_at_stop(text: str, stop: list[str] | tuple[str, ...] | None) -> tuple[str, bool]:
+    """`text` up to the first stop string, and whether one was found (servers differ on returning it)."""
+    cut = min((i for i in (text.find(s) for s in stop or () if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def error_examples(errors: Iterable[tuple[str, str]]) -> list[tuple[str, int, str]]:
+    """(kind, how many, the first message) per error kind, most common first: one example is enough to act on."""
+    counts: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for kind, message in errors:
+        counts[kind] += 1
+        first.setdefault(kind, message)
+    return [(kind, n, first[kind]) for kind, n in counts.most_common()]

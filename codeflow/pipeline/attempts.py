@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from codeflow.pipeline import prompts
 from codeflow.pipeline.backends import LLMAnswer, LLMRequest
-from codeflow.pipeline.db import RunDB
+from codeflow.pipeline.db import ATTEMPT_COLUMNS, RunDB
 from codeflow.pipeline.problems import Problem
 
 
@@ -49,10 +49,7 @@ class ProblemState:
 
 
 def load_states(db: RunDB) -> dict[str, ProblemState]:
-    states: dict[str, ProblemState] = {}
-    for row in db.query("SELECT * FROM attempts ORDER BY problem_id, iteration"):
-        states.setdefault(row["problem_id"], ProblemState([])).attempts.append(dict(row))
-    return states
+    return {pid: ProblemState(rows) for pid, rows in db.attempts().items()}
 
 
 def next_request(problem: Problem, state: ProblemState) -> LLMRequest:
@@ -82,21 +79,6 @@ def next_request(problem: Problem, state: ProblemState) -> LLMRequest:
         prompts.refinement_messages(problem, code, tests, feedback),
         context={"code": code},
     )
-
-
-ATTEMPT_COLUMNS = (
-    "problem_id",
-    "iteration",
-    "request_hash",
-    "answer_kind",
-    "code",
-    "tests",
-    "status",
-    "error_type",
-    "message",
-    "failing_test",
-    "traceback",
-)
 
 
 def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, answer: LLMAnswer) -> dict:
@@ -135,35 +117,22 @@ def attempt_from_answer(problem: Problem, state: ProblemState, req: LLMRequest, 
     return row
 
 
-def insert_attempt(row: dict) -> tuple[str, tuple]:
-    cols = ", ".join(ATTEMPT_COLUMNS)
-    marks = ", ".join("?" for _ in ATTEMPT_COLUMNS)
-    return f"INSERT OR REPLACE INTO attempts ({cols}) VALUES ({marks})", tuple(
-        row.get(c) for c in ATTEMPT_COLUMNS
-    )
-
-
-def insert_call(backend, req: LLMRequest, a: LLMAnswer) -> tuple[str, tuple]:
-    request = json.dumps({"messages": req.messages, "params": backend.params, "model": backend.model})
-    return (
-        "INSERT OR REPLACE INTO llm_calls (request_hash, stage, problem_id, iteration, request, text, "
-        "finish_reason, prompt_tokens, completion_tokens, model, latency_s, attempts, error_kind, error_message, "
-        "created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            req.request_hash,
-            req.stage,
-            req.problem_id,
-            req.iteration,
-            request,
-            a.text,
-            a.finish_reason,
-            a.prompt_tokens,
-            a.completion_tokens,
-            a.model,
-            a.latency_s,
-            a.attempts,
-            a.error_kind,
-            a.error_message,
-            time.time(),
-        ),
-    )
+def call_row(backend, req: LLMRequest, a: LLMAnswer) -> dict:
+    """The `llm_calls` row of one call made: the request, and its answer or its error."""
+    return {
+        "request_hash": req.request_hash,
+        "stage": req.stage,
+        "problem_id": req.problem_id,
+        "iteration": req.iteration,
+        "request": json.dumps({"messages": req.messages, "params": backend.params, "model": backend.model}),
+        "text": a.text,
+        "finish_reason": a.finish_reason,
+        "prompt_tokens": a.prompt_tokens,
+        "completion_tokens": a.completion_tokens,
+        "model": a.model,
+        "latency_s": a.latency_s,
+        "requests": a.requests,
+        "error_kind": a.error_kind,
+        "error_message": a.error_message,
+        "created": time.time(),
+    }

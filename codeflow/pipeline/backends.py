@@ -1,17 +1,18 @@
 """The pipeline's view of a model: `await backend.answer(request)` gives one answer, or the error after retries.
 
-`openai` and `transformers` wrap the clients in `codeflow.llm`; `simulate` answers offline from a reference
-solution (see simulate.py). Each problem awaits its own answers, so one slow answer holds up only its problem.
+`ChatBackend` serves any model of the `codeflow.llm` registry (openai, transformers, ...); `simulate` answers
+offline from a reference solution (see simulate.py). Each problem awaits its own answers, so one slow answer
+holds up only its problem.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from codeflow.llm.types import ChatModel, LLMError
 from codeflow.pipeline import simulate
 from codeflow.pipeline.problems import Problem
 
@@ -35,7 +36,7 @@ class LLMAnswer:
     completion_tokens: int = 0
     model: str = ""
     latency_s: float = 0.0
-    attempts: int = 1
+    requests: int = 0  # HTTP requests the call sent, retries included (0 for backends that send none)
     error_kind: str | None = None
     error_message: str | None = None
 
@@ -54,86 +55,38 @@ def request_hash(backend: str, model: str, params: dict, req: LLMRequest) -> str
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _from_response(r) -> LLMAnswer:
-    return LLMAnswer(
-        r.text,
-        r.finish_reason,
-        r.usage.get("prompt_tokens", 0),
-        r.usage.get("completion_tokens", 0),
-        r.model,
-        r.latency_s,
-        r.attempts,
-    )
+class ChatBackend:
+    """Any `codeflow.llm` ChatModel (openai, transformers, ...): each `answer` is one chat call; the model
+    bounds its calls in flight (an HTTP client) or batches those that arrive together (a local model)."""
 
-
-class OpenAIBackend:
-    """Each `answer` is one chat call; the client bounds the calls in flight (`--concurrency`) and their rate."""
-
-    name = "openai"
-
-    def __init__(self, client, max_tokens: int, temperature: float, seed: int):
-        self.client = client
-        self.model = client.model
+    def __init__(self, chat_model: ChatModel, max_tokens: int, temperature: float, seed: int):
+        self.chat_model = chat_model
+        self.name = chat_model.backend
+        self.model = chat_model.model
         self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
 
     async def answer(self, req: LLMRequest) -> LLMAnswer:
-        from codeflow.llm import LLMError
-
         try:
-            return _from_response(await self.client.chat(req.messages, **self.params))
+            r = await self.chat_model.chat(req.messages, **self.params)
         except LLMError as e:
-            return LLMAnswer(None, None, attempts=e.attempts, error_kind=e.kind, error_message=str(e))
+            return LLMAnswer(
+                None, None, requests=self._requests(e.attempts), error_kind=e.kind, error_message=str(e)
+            )
+        return LLMAnswer(
+            r.text,
+            r.finish_reason,
+            r.usage.get("prompt_tokens", 0),
+            r.usage.get("completion_tokens", 0),
+            r.model,
+            r.latency_s,
+            self._requests(r.attempts),
+        )
+
+    def _requests(self, attempts: int) -> int:
+        return attempts if self.chat_model.sends_requests else 0
 
     async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class TransformersBackend:
-    """Requests that arrive together are answered in batches of the model's batch size, on a worker thread
-    so the event loop (and the sandbox) keep going while the model generates."""
-
-    name = "transformers"
-
-    def __init__(self, backend, max_tokens: int, temperature: float, seed: int):
-        self.backend = backend
-        self.model = str(getattr(backend, "model_name", None) or getattr(backend, "model", ""))
-        self.params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
-        self.batch_size = int(getattr(backend, "batch_size", 16) or 16)
-        self._waiting: list[tuple[LLMRequest, asyncio.Future]] = []
-        self._draining = False
-
-    async def answer(self, req: LLMRequest) -> LLMAnswer:
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((req, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                await asyncio.sleep(0)  # let every problem that is about to ask join this batch
-                batch, self._waiting = self._waiting[: self.batch_size], self._waiting[self.batch_size :]
-                try:
-                    answers = await asyncio.to_thread(
-                        self.backend.chat,
-                        [r.messages for r, _ in batch],
-                        max_new_tokens=self.params["max_tokens"],
-                        temperature=self.params["temperature"],
-                        seed=self.params["seed"],
-                    )
-                except Exception as e:  # noqa: BLE001 - fail the batch's requests, not the whole build
-                    for _, future in batch:
-                        future.set_exception(e)
-                    continue
-                for (_, future), r in zip(batch, answers, strict=True):
-                    future.set_result(_from_response(r))
-        finally:
-            self._draining = False
-
-    async def aclose(self) -> None:
-        return None
+        await self.chat_model.aclose()
 
 
 class SimulateBackend:

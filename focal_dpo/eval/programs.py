@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import re
 from functools import lru_cache
-from typing import Any
 
 from focal_dpo.eval.problems import Problem
 
@@ -80,15 +79,3 @@ def build_program(problem: Problem, answer: str, chat: bool) -> tuple[str, str]:
 def _defines_function(code: str, name: str | None) -> bool:
     pattern = rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(" if name else r"^(?:async\s+)?def\s+\w+\s*\("
     return re.search(pattern, code, re.MULTILINE) is not None
-
-
-def jobs_for(problem: Problem, program: str, limits: Any = None) -> list[Any]:
-    """Sandbox jobs for one program: one for script/unittest tests, one per case for stdio."""
-    from sandbox import Job
-
-    if problem.test_style == "stdio":
-        return [
-            Job(program, "", style="stdio", stdin=case.stdin, expected_stdout=case.stdout, limits=limits)
-            for case in problem.tests
-        ]
-    return [Job(program, problem.tests, style=problem.test_style, limits=limits)]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from focal_dpo.eval.problems import Problem
-from focal_dpo.eval.programs import build_program, jobs_for, render_prompt
+from focal_dpo.eval.programs import build_program, render_prompt
 from focal_dpo.eval.report import summarize
 from focal_dpo.eval.results import SampleResult, append_results, read_results, write_json_atomic
 
@@ -101,32 +101,25 @@ def score_batch(
     sandbox: Any, batch: list[tuple[Problem, int]], answers: list[str], chat: bool
 ) -> list[SampleResult]:
     """Run every sample of the batch in one `run_many` call so all sandbox workers stay busy."""
+    from sandbox.suite import run_suites
+
     programs = [build_program(p, answer, chat) for (p, _), answer in zip(batch, answers, strict=True)]
-    jobs_per_sample = [jobs_for(p, program) for (p, _), (_, program) in zip(batch, programs, strict=True)]
-    flat = [job for jobs in jobs_per_sample for job in jobs]
-    flat_results = sandbox.run_many(flat, progress=False) if flat else []
-    scored, i = [], 0
-    for (problem, sample), (completion, _), jobs in zip(batch, programs, jobs_per_sample, strict=True):
-        verdict = _first_failure(flat_results[i : i + len(jobs)])
-        i += len(jobs)
-        scored.append(
-            SampleResult(
-                task_id=problem.task_id,
-                sample=sample,
-                completion=completion,
-                status=verdict.status,
-                error_type=verdict.error_type,
-                failing_test=verdict.failing_test,
-                message=verdict.message,
-                traceback=verdict.traceback,
-            )
+    outcomes = run_suites(
+        sandbox, [(p.suite, program) for (p, _), (_, program) in zip(batch, programs, strict=True)]
+    )
+    return [
+        SampleResult(
+            task_id=problem.task_id,
+            sample=sample,
+            completion=completion,
+            status=verdict.status,
+            error_type=verdict.error_type,
+            failing_test=verdict.failing_test,
+            message=verdict.message,
+            traceback=verdict.traceback,
         )
-    return scored
-
-
-def _first_failure(results: list[Any]) -> Any:
-    """A sample passes only if every job (every stdio case) passes; otherwise its first failure speaks for it."""
-    return next((r for r in results if r.status != "passed"), results[0])
+        for (problem, sample), (completion, _), verdict in zip(batch, programs, outcomes, strict=True)
+    ]
 
 
 def _check_same_run(path: Path, info: dict[str, Any]) -> None:
