@@ -84,7 +84,10 @@ def test_openai_request_that_fails_for_good_is_retried_by_the_next_run(tmp_path,
         argv = ["eval", "--backend", "openai", "--base-url", server.base_url, "--model", "m", "--limit", "3"]
         argv += ["--out", str(out), "--no-progress"]
         assert eval_main(argv) == 1
-        assert "1 samples got no answer (first: HumanEval/1 sample 0" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert (
+            "1 samples got no answer (http_4xx 1, e.g. HumanEval/1 sample 0: " in err and "bad request" in err
+        )
         assert [r["task_id"] for r in read_lines(out / "results.jsonl")] == ["HumanEval/0", "HumanEval/2"]
         assert eval_main(argv) == 0
         assert len(server.requests) == 4, "the rerun sent only the missing request"

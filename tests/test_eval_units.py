@@ -277,5 +277,5 @@ def test_compare_cli_prints_side_by_side_table(tmp_path, capsys):
 
 def test_compare_cli_names_a_missing_summary(tmp_path, capsys):
     rc = eval_main(["eval", "--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
-    assert rc == 1
+    assert rc == 2
     assert "a.json: no such summary" in capsys.readouterr().err

@@ -20,9 +20,8 @@ import httpx
 
 from codeflow.llm.ratelimit import RateLimiter
 from codeflow.llm.retry import backoff_delay, error_kind_for_status, is_retryable_status, parse_retry_after
-from codeflow.llm.types import LLMError, LLMResponse, cut_at_stop
+from codeflow.llm.types import TOKEN_PARAMS, LLMError, LLMResponse, cut_at_stop
 
-TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 _BODY_SNIPPET_CHARS = 300
 # While a server that answered before is unreachable (restarting), wait at most this long between tries.
 CONNECT_POLL_CAP_S = 5.0

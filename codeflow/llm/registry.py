@@ -15,8 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from codeflow.cli import option
-from codeflow.llm.openai_client import TOKEN_PARAMS
-from codeflow.llm.types import ChatModel
+from codeflow.llm.types import TOKEN_PARAMS, ChatModel
 
 
 def json_object(text: str) -> dict:

@@ -11,6 +11,10 @@ from typing import Any
 from codeflow.llm.types import LLMResponse
 
 
+class ModelLoadError(ValueError):
+    """A model directory or name that transformers cannot load; the message names it."""
+
+
 class TransformersBackend:
     """Batched generation with a local model (a directory or a hub name already in the local cache).
 
@@ -35,10 +39,14 @@ class TransformersBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype must be 'auto' or a torch dtype name such as 'bfloat16', got {dtype!r}")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            self.model_name, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
-        )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                self.model_name, dtype="auto" if dtype == "auto" else getattr(torch, dtype)
+            )
+        except (OSError, ValueError) as e:  # a wrong path or name: transformers' message, on one line
+            first = " ".join(str(e).split())[:300]
+            raise ModelLoadError(f"{self.model_name}: cannot load the model ({first})") from None
         self.model.to(self.device).eval()
         self.eos_token_ids = _eos_ids(self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id)
         if not self.eos_token_ids:

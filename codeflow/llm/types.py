@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+# Names of the length limit in a chat request body (OpenAI's newer models want the second).
+TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
 # The failure kinds a caller can branch on; `LLMError.kind` is always one of these.
 ERROR_KINDS = ("timeout", "http_429", "http_4xx", "http_5xx", "connection", "malformed")
 

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from dataclasses import fields
 
     from codeflow.llm.registry import LLMOptions
-    from codeflow.pipeline.build import BuildConfig
+    from codeflow.pipeline.config import BuildConfig
 
     b = subparsers.add_parser(
         "build",

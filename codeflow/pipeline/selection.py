@@ -11,33 +11,18 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 
 from codeflow.pipeline import decontam, filters, prompts
 from codeflow.pipeline.attempts import load_states
 from codeflow.pipeline.backends import LLMRequest
 from codeflow.pipeline.calls import ModelCalls
+from codeflow.pipeline.config import SelectionSettings
 from codeflow.pipeline.db import RunDB
 from codeflow.pipeline.execute import SandboxRunner, union_coverage
 from codeflow.pipeline.export import fenced
 from codeflow.pipeline.pairing import pair_record, pick_negative
 from codeflow.pipeline.problems import Problem
 from codeflow.pipeline.progress import Progress
-
-
-@dataclass
-class SelectionSettings:
-    negative: str
-    seed: int
-    granularity: str
-    max_diff_lines: int
-    max_tokens: int
-    tokenizer: str | None
-    min_coverage: float | None
-    judge: bool
-    decontam: list[str]
-    ngram: int
-    no_humaneval: bool
 
 
 class Selection:

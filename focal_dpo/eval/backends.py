@@ -1,92 +1,71 @@
-"""Generators over `codeflow.llm`: each turns a list of rendered prompts into a list of raw answers.
+"""The generation side of an eval over any `codeflow.llm` ChatModel: rendered prompts in, raw answers out.
 
-A failed request (the OpenAI client's LLMError after its retries) comes back in place of its answer; the eval
-loop leaves that sample unscored so a rerun tries it again.
+One event loop serves every batch of a run. A failed call (the model's LLMError after its retries) comes back
+in place of its answer; the eval loop leaves that sample unscored so a rerun tries it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 Answers = list["str | Exception"]
 
 
-def transformers_generator(
-    model: str,
-    *,
-    chat: bool,
-    stop: list[str] | None = None,
-    max_new_tokens: int = 768,
-    temperature: float = 0.0,
-    batch_size: int = 16,
-    seed: int = 0,
-    device: str | None = None,
-    dtype: str = "auto",
-) -> Callable[[list[str]], Answers]:
-    """Local batched generation with Hugging Face transformers (greedy at temperature 0)."""
-    backend = None
-    calls = 0
+class ModelGenerator:
+    """`generate(prompts)` -> answers, through `model.chat` (a user message each) or `model.complete`.
 
-    def generate(prompts: list[str]) -> Answers:
-        nonlocal backend, calls
-        # Loaded on first use: a resumed run with nothing left to do never loads the model.
-        if backend is None:
-            from codeflow.llm import TransformersBackend
+    With temperature > 0 every request gets its own seed (`seed`, `seed + 1`, ... in order), so the samples of
+    one problem differ on servers that honour `seed`; at temperature 0 no seed is sent.
+    """
 
-            backend = TransformersBackend(model, batch_size=batch_size, device=device, dtype=dtype)
-        calls += 1
-        # A new seed per call, so that samples of the same problem in different batches differ when sampling.
-        options: dict[str, Any] = dict(
-            max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + calls
-        )
-        if chat:
-            responses = backend.chat([[{"role": "user", "content": p}] for p in prompts], **options)
-        else:
-            responses = backend.generate(prompts, stop=stop or None, **options)
-        return [r.text for r in responses]
+    def __init__(
+        self,
+        model: Any,
+        *,
+        chat: bool,
+        stop: list[str] | None = None,
+        max_new_tokens: int = 768,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ):
+        self.model = model
+        self.chat = chat
+        self.stop = list(stop or []) or None
+        self.options: dict[str, Any] = dict(max_tokens=max_new_tokens, temperature=temperature)
+        self.seed = seed if temperature > 0 else None
+        self.requests_made = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    return generate
-
-
-def openai_generator(
-    model: str,
-    *,
-    base_url: str,
-    api_key_env: str = "OPENAI_API_KEY",
-    chat: bool,
-    stop: list[str] | None = None,
-    max_new_tokens: int = 768,
-    temperature: float = 0.0,
-    concurrency: int = 8,
-    seed: int | None = None,
-) -> Callable[[list[str]], Answers]:
-    """An OpenAI-compatible server (vLLM, SGLang, OpenAI, ...) through the pipeline's async client."""
-    from codeflow.llm import LLMError, OpenAIClient
-
-    client = OpenAIClient(base_url, model, api_key_env=api_key_env, concurrency=concurrency)
-    requests_made = 0
-
-    async def one(prompt: str, request_seed: int | None) -> Any:
-        options: dict[str, Any] = dict(max_tokens=max_new_tokens, temperature=temperature, seed=request_seed)
-        try:
-            if chat:
-                return (await client.chat([{"role": "user", "content": prompt}], **options)).text
-            return (await client.complete(prompt, stop=stop or None, **options)).text
-        except LLMError as e:  # failed for good after the client's retries: left for a rerun
-            return e
-
-    def generate(prompts: list[str]) -> Answers:
-        nonlocal requests_made
-        # One seed per request: servers that honour `seed` (vLLM) would otherwise return n identical samples.
-        seeds = [None if seed is None else seed + requests_made + i for i in range(len(prompts))]
-        requests_made += len(prompts)
+    def __call__(self, prompts: list[str]) -> Answers:
+        seeds = [
+            None if self.seed is None else self.seed + self.requests_made + i for i in range(len(prompts))
+        ]
+        self.requests_made += len(prompts)
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
 
         async def answer_all() -> list[Any]:
-            return await asyncio.gather(*(one(p, s) for p, s in zip(prompts, seeds, strict=True)))
+            return await asyncio.gather(*(self._one(p, s) for p, s in zip(prompts, seeds, strict=True)))
 
-        # The client rebuilds its connection pool for each new event loop, so one asyncio.run per batch is fine.
-        return asyncio.run(answer_all())
+        return self._loop.run_until_complete(answer_all())
 
-    return generate
+    async def _one(self, prompt: str, seed: int | None) -> Any:
+        from codeflow.llm.types import LLMError
+
+        try:
+            if self.chat:
+                answer = await self.model.chat(
+                    [{"role": "user", "content": prompt}], seed=seed, **self.options
+                )
+            else:
+                answer = await self.model.complete(prompt, seed=seed, stop=self.stop, **self.options)
+        except LLMError as e:  # failed for good after the model's retries: left for a rerun
+            return e
+        return answer.text
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.run_until_complete(self.model.aclose())
+            self._loop.close()
+            self._loop = None

@@ -58,6 +58,10 @@ def load_benchmark(name_or_path: str) -> tuple[str, list[Problem]]:
         raise ProblemFileError(
             f"{path}: no such file (use `humaneval` or a FILE.jsonl in the docs/eval.md schema)"
         )
+    if path.is_dir():
+        raise ProblemFileError(
+            f"--benchmark {path}: a directory; give `humaneval` or a FILE.jsonl in the docs/eval.md schema"
+        )
     return path.stem, read_problems_jsonl(path)
 
 
@@ -71,9 +75,9 @@ def read_problems_jsonl(path: str | Path) -> list[Problem]:
                 continue
             where = f"{path}:{lineno}"
             try:
-                row = json.loads(line)
+                row = json.loads(line.rstrip("\r\n"))  # so an error at the line's end names its column
             except json.JSONDecodeError as e:
-                raise ProblemFileError(f"{where}: not valid JSON ({e.msg})") from None
+                raise ProblemFileError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
             problem = problem_from_row(row, where)
             if problem.task_id in seen:
                 raise ProblemFileError(

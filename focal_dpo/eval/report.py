@@ -58,7 +58,14 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 
 def load_summary(path: str | Path) -> dict[str, Any]:
+    """An eval's summary.json, given the file or its run directory; ValueError names the input."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "summary.json").exists():
+            raise ValueError(
+                f"{path}: no summary.json in this directory (is it a finished eval run's --out?)"
+            )
+        path = path / "summary.json"
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -60,10 +60,12 @@ def evaluate(
     from sandbox import Limits, Sandbox
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RunMismatchError(f"--out {out} is a file; give a directory for the results")
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(out / "run.json", settings.run_info())
     results_path = out / "results.jsonl"
     done = read_results(results_path)
+    _check_same_run(out / "run.json", settings.run_info(), has_results=bool(done))
     todo = [(p, s) for p in problems for s in range(settings.n) if (p.task_id, s) not in done]
     limits = Limits(timeout_s=settings.timeout_s, memory_mb=settings.memory_mb)
     total = len(problems) * settings.n
@@ -87,11 +89,7 @@ def evaluate(
             bar.set_postfix(passed=sum(r.status == "passed" for r in done.values()), refresh=False)
             bar.update(len(batch))
     if failures:
-        (problem, sample), error = failures[0]
-        raise GenerationIncomplete(
-            f"{len(failures)} samples got no answer (first: {problem.task_id} sample {sample}: {error!r}); "
-            f"the {len(done)} scored ones are in {results_path}; rerun the same command to retry the rest"
-        )
+        raise GenerationIncomplete(_failure_summary(failures, len(done), results_path))
     summary = summarize(problems, done, settings.n, settings.run_info())
     write_json_atomic(out / "summary.json", summary)
     return summary
@@ -122,10 +120,32 @@ def score_batch(
     ]
 
 
-def _check_same_run(path: Path, info: dict[str, Any]) -> None:
+def _failure_summary(failures: list, scored: int, results_path: Path) -> str:
+    """How many samples got no answer, one example per error kind, and what to do."""
+    from codeflow.llm.types import error_examples
+
+    def kind(error: Exception) -> str:
+        return getattr(error, "kind", type(error).__name__)
+
+    where = {}
+    for (problem, sample), error in failures:
+        where.setdefault((kind(error), str(error)), f"{problem.task_id} sample {sample}")
+    examples = "; ".join(
+        f"{k} {n}, e.g. {where[(k, message)]}: {message}"
+        for k, n, message in error_examples((kind(e), str(e)) for _, e in failures)
+    )
+    return (
+        f"{len(failures)} samples got no answer ({examples}); the {scored} scored ones are in {results_path}; "
+        f"fix the cause, then rerun the same command to retry the rest"
+    )
+
+
+def _check_same_run(path: Path, info: dict[str, Any], has_results: bool = True) -> None:
+    """Refuse an --out that holds another run's results; a directory with no result yet (a run that failed
+    to start, e.g. a wrong --model) is taken over by the new settings."""
     import json
 
-    if path.exists():
+    if path.exists() and has_results:
         before = json.loads(path.read_text(encoding="utf-8"))
         diff = {k: (before.get(k), v) for k, v in info.items() if before.get(k) != v}
         if diff:
