@@ -300,14 +300,14 @@ def _convert(
     checked = False
     for index, (where, row) in enumerate(rows):
         report.rows += 1
+        if not checked and isinstance(row, dict) and not native:
+            _check_columns(where, row, mapping)
+            checked = True
         try:
             if isinstance(row, Exception):
                 raise row
             if not isinstance(row, dict):
                 raise ValueError(f"expected an object with columns, got {type(row).__name__}")
-            if not checked and not native:
-                _check_columns(where, row, mapping)
-                checked = True
             problem = row_to_problem(row, columns, preset, index)
             if problem.id in seen:
                 raise ValueError(f"duplicate id {problem.id!r} (first at {seen[problem.id]})")
@@ -364,7 +364,7 @@ def row_to_problem(
     tests: Any = get.get("tests")
     entry_point = _entry_point(get.get("entry_point"))
     if get.get("input_output") is not None:
-        tests, style, fn_name = tests_from_input_output(get["input_output"], starter)
+        tests, style, fn_name = input_output_tests(get["input_output"], starter)
         entry_point = entry_point or fn_name
     elif "cases" in columns:
         cases = [c for column in columns["cases"] for c in _cases(row.get(column), column)]
@@ -436,7 +436,7 @@ def _lines(value: Any) -> str:
     return value
 
 
-def tests_from_input_output(value: Any, starter: Any = None) -> tuple[Any, str, str | None]:
+def input_output_tests(value: Any, starter: Any = None) -> tuple[Any, str, str | None]:
     """(tests, style, fn_name) from a TACO/APPS `input_output` (a JSON string or a dict of inputs/outputs).
 
     Without `fn_name` the lists are stdin/stdout cases. With it, each input is an argument list and the
