@@ -40,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("run_dir")
     s.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    s.add_argument("--no-timings", action="store_true", help="leave out the wall-clock timings")
+    s.add_argument(
+        "--no-timings",
+        action="store_true",
+        help="leave out measured seconds (what differs between two builds of the same problems)",
+    )
     s.set_defaults(func=run_stats)
 
     w = subparsers.add_parser("show", help="print one pair with D- / D+ highlighted, and its trajectory")
@@ -150,13 +154,11 @@ def run_stats(args: argparse.Namespace) -> int:
     from codeflow.pipeline.stats import collect, render
 
     try:
-        stats = collect(args.run_dir)
+        stats = collect(args.run_dir, timings=not args.no_timings)
     except (FileNotFoundError, RunDirError) as e:
         error_line("codeflow stats", e)
         return 2
-    if args.no_timings:
-        stats.pop("timings_s")
-    _print(json.dumps(stats, indent=2) if args.json else render(stats, timings=not args.no_timings))
+    _print(json.dumps(stats, indent=2) if args.json else render(stats))
     return 0
 
 

@@ -38,9 +38,10 @@ def funnel(verdicts: Counter, judge: bool = True, min_coverage: float | None = N
     return rows
 
 
-def collect(run_dir: str | Path) -> dict:
+def collect(run_dir: str | Path, timings: bool = True) -> dict:
     """Everything `codeflow stats` shows, as plain data. The same problems give the same numbers in the same
-    order whether built in one run or in shards merged (timings aside: they are wall-clock seconds)."""
+    order whether built in one run or in shards merged, apart from measured seconds (the run's timings and the
+    sandbox jobs' wall and CPU time), which `timings=False` leaves out."""
     db = read_run_db(run_dir)
     try:
         config = db.get_meta("config") or {}
@@ -51,7 +52,7 @@ def collect(run_dir: str | Path) -> dict:
         executions = db.execution_summary("executions")
         coverage = db.execution_summary("coverage_runs")
         attempt_kinds = db.attempt_kinds()
-        timings = db.timings()
+        seconds = db.timings()
         bad_rows = db.bad_rows()
     finally:
         db.close()
@@ -61,7 +62,7 @@ def collect(run_dir: str | Path) -> dict:
     max_it = int(config.get("max_iterations", 5))
     verdicts = Counter(r["stage"] for r in verdict_rows)
     contaminated = Counter(r["reason"].split(":")[0] for r in verdict_rows if r["stage"] == "contaminated")
-    return {
+    stats = {
         "run_dir": str(run_dir),
         "backend": config.get("llm"),
         "model": config.get("model"),
@@ -101,15 +102,21 @@ def collect(run_dir: str | Path) -> dict:
             "coverage_runs": coverage["count"],
             "coverage_wall_s": coverage["wall_ms"] / 1000,
         },
-        "timings_s": timings,
+        "timings_s": seconds,
     }
+    if not timings:
+        del stats["timings_s"]
+        for key in ("sandbox_wall_s", "sandbox_cpu_s", "coverage_wall_s"):
+            del stats["executions"][key]
+    return stats
 
 
 def _sorted(counts: Counter) -> dict:
     return dict(sorted(counts.items()))
 
 
-def render(s: dict, timings: bool = True) -> str:
+def render(s: dict) -> str:
+    """The text of `codeflow stats`; measured seconds are shown when `s` has them (see `collect`)."""
     lines = [f"run {s['run_dir']}  backend={s['backend']} model={s['model'] or '-'} seed={s['seed']}", ""]
     lines.append(
         f"problems: {s['problems']}  " + "  ".join(f"{k}={v}" for k, v in sorted(s["outcomes"].items()))
@@ -144,15 +151,18 @@ def render(s: dict, timings: bool = True) -> str:
             f"requests {u['requests']:>6}  tokens in {u['prompt_tokens']:>9} out {u['completion_tokens']:>9}"
         )
     e = s["executions"]
+    measured = "sandbox_wall_s" in e
+    seconds = (
+        f"  sandbox wall {e['sandbox_wall_s']:.1f} s  cpu {e['sandbox_cpu_s']:.1f} s" if measured else ""
+    )
     lines.append(
-        f"\nexecutions: {e['count']}  sandbox wall {e['sandbox_wall_s']:.1f} s  cpu {e['sandbox_cpu_s']:.1f} s  "
+        f"\nexecutions: {e['count']}{seconds}  "
         + ", ".join(f"{k} {v}" for k, v in sorted(e["status"].items()))
     )
     if e.get("coverage_runs"):
-        lines.append(
-            f"coverage runs (--min-coverage): {e['coverage_runs']}  sandbox wall {e['coverage_wall_s']:.1f} s"
-        )
-    if timings and s["timings_s"]:
+        seconds = f"  sandbox wall {e['coverage_wall_s']:.1f} s" if measured else ""
+        lines.append(f"coverage runs (--min-coverage): {e['coverage_runs']}{seconds}")
+    if s.get("timings_s"):
         lines.append(
             "time (s, all runs): " + "  ".join(f"{k} {v:.2f}" for k, v in sorted(s["timings_s"].items()))
         )
