@@ -122,6 +122,27 @@ def options_from_args(cls: type, args: argparse.Namespace, **values: Any) -> Any
     return cls(**(found | values))
 
 
+def one_line_errors(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """Make a subcommand's bad options print one stderr line, `COMMAND: error: ...`, and exit 2 (argparse's
+    default prints the whole usage text first)."""
+
+    def error(message: str) -> None:  # type: ignore[misc]
+        error_line(command, f"{message} (see {command} --help)")
+        sys.exit(2)
+
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):  # noqa: ANN001, ANN202 - argparse's own signature
+        namespace, extras = parse_known(args, namespace)
+        if extras:  # the top-level parser would report these with its usage text
+            error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+    parser.error = error  # type: ignore[method-assign]
+    parser.parse_known_args = parse_known_args  # type: ignore[method-assign]
+    return parser
+
+
 def error_line(command: str, message: object) -> None:
     """The one stderr line a bad input gets: `COMMAND: error: MESSAGE` (never a traceback)."""
     print(f"{command}: error: {message}", file=sys.stderr)

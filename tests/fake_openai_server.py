@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -173,6 +174,7 @@ class FakeOpenAIServer:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()  # open client connections, reset by stop()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -191,7 +193,16 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and reset every open connection, as a server that dies or restarts does; `start`
+        again (on the same port) to come back."""
         self._stopping.set()
+        with self._lock:
+            open_connections = list(self._connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -252,6 +263,19 @@ class FakeOpenAIServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do; every response sets Content-Length
     server_state: FakeOpenAIServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server_state._lock:
+            self.server_state._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server_state._lock:
+            self.server_state._connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # the connection was reset by stop()
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass

@@ -225,10 +225,10 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
             calls=calls.calls,
             requests=calls.requests,
             resumed=resumed,
-            llm_errors=[
-                (pid, f.kind, f.message)
-                for pid, f in generation.failures.items()
-                if outcomes.get(pid, {}).get("status") == "llm_error"
+            llm_errors=[  # in the source's order, so the examples printed do not depend on timing
+                (pid, generation.failures[pid].kind, generation.failures[pid].message)
+                for pid in generation.order
+                if pid in generation.failures and outcomes.get(pid, {}).get("status") == "llm_error"
             ],
             sandbox_jobs=executor.executions,
             db_commits=db.commits,

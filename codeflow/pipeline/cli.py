@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from codeflow.cli import add_options, error_line, options_from_args
+from codeflow.cli import add_options, error_line, one_line_errors, options_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_options(b, BuildConfig, skip=model_options)
     add_options(b.add_argument_group("the model (--llm openai or transformers)"), LLMOptions)
     b.set_defaults(func=run_build)
+    one_line_errors(b, "codeflow build")
 
     m = subparsers.add_parser(
         "merge",
@@ -34,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("runs", nargs="+", metavar="RUN", help="the shards' run directories, all N of them")
     m.add_argument("--out", required=True, help="the merged run directory (must not hold a run yet)")
     m.set_defaults(func=run_merge)
+    one_line_errors(m, "codeflow merge")
 
     s = subparsers.add_parser(
         "stats", help="summarise a run: pass rate by iteration, filter funnel, LLM usage"
@@ -46,12 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="leave out measured seconds (what differs between two builds of the same problems)",
     )
     s.set_defaults(func=run_stats)
+    one_line_errors(s, "codeflow stats")
 
     w = subparsers.add_parser("show", help="print one pair with D- / D+ highlighted, and its trajectory")
     w.add_argument("run_dir")
     w.add_argument("--pair", type=int, default=0, help="0-based line number in pairs.jsonl (default: 0)")
     w.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="(default: auto)")
     w.set_defaults(func=run_show)
+    one_line_errors(w, "codeflow show")
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -111,7 +115,9 @@ def print_llm_errors(errors: list[tuple[str, str, str]], out: str) -> None:
     """One example message per error kind, and how to go on: a failed call is asked again by a rerun."""
     from codeflow.llm.types import error_examples
 
-    by_message = {(kind, message): pid for pid, kind, message in errors}
+    by_message: dict[tuple[str, str], str] = {}
+    for pid, kind, message in errors:
+        by_message.setdefault((kind, message), pid)  # the first problem with that message names it
     print(
         f"codeflow build: {len(errors)} problem(s) ended in llm_error (their model calls failed after retries):",
         file=sys.stderr,

@@ -10,7 +10,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from codeflow.cli import add_options
+    from codeflow.cli import add_options, one_line_errors
     from codeflow.llm.registry import BACKENDS, LLMOptions, backend_summaries
 
     p = subparsers.add_parser(
@@ -64,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_options(p.add_argument_group("the model (--backend openai or transformers)"), LLMOptions)
     p.set_defaults(func=_run)
+    one_line_errors(p, "focal-dpo eval")
 
 
 def _run(args: argparse.Namespace) -> int:
