@@ -12,7 +12,7 @@ import pytest
 
 from codeflow.cli import main as codeflow_main
 from codeflow.pipeline.build import BuildConfig, build
-from codeflow.pipeline.sources import PRESETS, SourceError, load_source, input_output_tests
+from codeflow.pipeline.sources import PRESETS, SourceError, input_output_tests, load_source
 from codeflow.pipeline.stats import collect
 from sandbox.suite import STYLES, TestSuite
 
