@@ -173,6 +173,9 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
             backend = make_backend(config, {p.id: p for p in problems}, runner)
             calls = ModelCalls(db, backend, engines)
             progress = Progress(config.progress)
+            selection = Selection(
+                db, problems, runner, calls, config.selection_settings(), progress, pair_meta(config, backend)
+            )
             generation = Generation(
                 db,
                 problems,
@@ -182,14 +185,12 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
                 skip_reason=lambda p: skip_reason(config, p),
                 progress=progress,
                 concurrency=config.concurrency,
+                on_passed=selection.prepare,  # its diff overlaps with the other problems' work
             )
             done, total = generation.finished()
             resumed = (done, total) if db.attempts() else None
             if resumed:
                 print(f"resuming: {done} of {total} problems finished", file=sys.stderr)
-            selection = Selection(
-                db, problems, runner, calls, config.selection_settings(), progress, pair_meta(config, backend)
-            )
 
             async def stages() -> None:
                 try:

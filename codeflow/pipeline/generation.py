@@ -39,6 +39,7 @@ class Generation:
         skip_reason,
         progress: Progress,
         concurrency: int,
+        on_passed=None,
     ):
         self.db, self.runner, self.calls = db, runner, calls
         self.problems = {p.id: p for p in problems}
@@ -47,6 +48,9 @@ class Generation:
         self.skip_reason = skip_reason  # problem -> why it cannot be built (None: it can)
         self.progress = progress
         self.concurrency = concurrency
+        # called with (problem id, state) when a problem passes, so that later work on it (its pair's diff)
+        # can overlap with the other problems' model calls and sandbox jobs
+        self.on_passed = on_passed
         self.failures: dict[str, CallFailure] = {}  # problem id -> its last call that failed (this run)
         self.counts: Counter = Counter()  # how attempts ended, for the progress line
 
@@ -102,6 +106,8 @@ class Generation:
             bar.set_postfix(ordered_counts(self.counts), refresh=False)
         bar.set_postfix(ordered_counts(self.counts), refresh=False)
         bar.update()  # this problem is done: passed, out of iterations, or its request failed
+        if state.finished and self.on_passed is not None:
+            self.on_passed(pid, state)
 
     async def _execute(self, problem: Problem, state: ProblemState) -> None:
         last = state.last

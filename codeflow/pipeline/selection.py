@@ -13,7 +13,7 @@ import json
 import time
 
 from codeflow.pipeline import decontam, filters, prompts
-from codeflow.pipeline.attempts import load_states
+from codeflow.pipeline.attempts import ProblemState, load_states
 from codeflow.pipeline.backends import LLMRequest
 from codeflow.pipeline.calls import ModelCalls
 from codeflow.pipeline.config import SelectionSettings
@@ -43,18 +43,40 @@ class Selection:
         self.progress = progress
         self.meta = meta  # copied into every pair record
         self.diff_s = 0.0
+        self._filter_config = filters.FilterConfig(settings.max_diff_lines, settings.max_tokens)
+        self._count = (
+            filters.tokenizer_counter(settings.tokenizer) if settings.tokenizer else filters.char_proxy_tokens
+        )
+        self._prepared: dict[str, tuple[int, tuple]] = {}  # problem id -> (attempts seen, its static verdict)
+
+    def prepare(self, pid: str, state: ProblemState) -> None:
+        """The static verdict of one finished problem (its negative, its diff, the syntax and size filters),
+        computed as soon as it passes so that the diff overlaps with the work still running on the others;
+        `run` uses it when the problem's attempts are still the same."""
+        self._prepared[pid] = (len(state.attempts), self._static(pid, state))
+
+    def _static(self, pid: str, state: ProblemState) -> tuple[tuple[str, str | None], tuple | None]:
+        """(verdict, candidate or None) of a problem that passed, before coverage, judge and decontamination."""
+        s = self.settings
+        failing = [a for a in state.attempts[:-1] if a["answer_kind"] == "code" and a["status"] != "passed"]
+        if not failing:
+            return ("first_try" if len(state.attempts) == 1 else "no_failing_code", None), None
+        rejected = pick_negative(failing, s.negative, s.seed, pid)
+        chosen = state.last
+        t0 = time.perf_counter()
+        from codeflow.diff import diff_code  # tree-sitter's start-up is the diff engine's cost
+
+        diff = diff_code(rejected["code"], chosen["code"], granularity=s.granularity)
+        self.diff_s += time.perf_counter() - t0
+        cand = filters.Candidate(pid, fenced(chosen["code"]), fenced(rejected["code"]), diff)
+        reason = filters.static_verdict(cand, self._filter_config, self._count)
+        return (reason or "kept", diff.kind), ((cand, chosen, rejected) if reason is None else None)
 
     async def run(self, positions: dict[str, int] | None = None) -> dict[str, tuple[str, str | None]]:
         """Verdicts of every problem that passed, and the pairs they keep, stored together. `positions` orders
         the pairs (the problems' places in the source; default: the order given)."""
         s = self.settings
-        t0 = time.perf_counter()
-        from codeflow.diff import diff_code  # tree-sitter's start-up is the diff engine's cost
-
-        self.diff_s += time.perf_counter() - t0
         states = load_states(self.db)
-        count = filters.tokenizer_counter(s.tokenizer) if s.tokenizer else filters.char_proxy_tokens
-        fconfig = filters.FilterConfig(s.max_diff_lines, s.max_tokens)
         benchmarks = ([] if s.no_humaneval else [decontam.humaneval_benchmark(s.ngram)]) + [
             decontam.file_benchmark(p, s.ngram) for p in s.decontam
         ]
@@ -65,22 +87,13 @@ class Selection:
             state = states.get(pid)
             if state is None or not state.finished:
                 continue
-            failing = [
-                a for a in state.attempts[:-1] if a["answer_kind"] == "code" and a["status"] != "passed"
-            ]
-            if not failing:
-                verdicts[pid] = ("first_try" if len(state.attempts) == 1 else "no_failing_code", None)
-                continue
-            rejected = pick_negative(failing, s.negative, s.seed, pid)
-            chosen = state.last
-            t0 = time.perf_counter()
-            diff = diff_code(rejected["code"], chosen["code"], granularity=s.granularity)
-            self.diff_s += time.perf_counter() - t0
-            cand = filters.Candidate(pid, fenced(chosen["code"]), fenced(rejected["code"]), diff)
-            reason = filters.static_verdict(cand, fconfig, count)
-            verdicts[pid] = (reason or "kept", diff.kind)
-            if reason is None:
-                candidates.append((cand, chosen, rejected))
+            prepared = self._prepared.get(pid)
+            verdict, candidate = (
+                prepared[1] if prepared and prepared[0] == len(state.attempts) else self._static(pid, state)
+            )
+            verdicts[pid] = verdict
+            if candidate is not None:
+                candidates.append(candidate)
             bar.set_postfix(candidates=len(candidates), refresh=False)
         bar.close()
         if s.min_coverage is not None:
