@@ -54,6 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     w.add_argument("run_dir")
     w.add_argument("--pair", type=int, default=0, help="0-based line number in pairs.jsonl (default: 0)")
     w.add_argument("--color", choices=["auto", "always", "never"], default="auto", help="(default: auto)")
+    w.add_argument(
+        "--html",
+        metavar="FILE",
+        help="write the pair as a self-contained web page (code, D- and D+, token masks) instead",
+    )
+    w.add_argument(
+        "--tokenizer",
+        help="tokenizer for the page's token masks (default: the run's --tokenizer, if it had one)",
+    )
     w.set_defaults(func=run_show)
     one_line_errors(w, "codeflow show")
 
@@ -174,8 +183,15 @@ def run_show(args: argparse.Namespace) -> int:
 
     color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
     try:
+        if args.html:
+            from codeflow.pipeline.show_html import write_pair_page
+
+            _print(
+                f"pair {args.pair} -> {write_pair_page(args.run_dir, args.pair, args.html, args.tokenizer)}"
+            )
+            return 0
         text = show(args.run_dir, args.pair, color=color)
-    except (FileNotFoundError, IndexError, RunDirError) as e:
+    except (FileNotFoundError, IndexError, RunDirError, IsADirectoryError) as e:
         error_line("codeflow show", e)
         return 2
     _print(text)

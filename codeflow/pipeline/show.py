@@ -21,14 +21,19 @@ def highlight(text: str, spans: list[list[int]], color: str, enabled: bool) -> s
     return "".join(out)
 
 
-def show(run_dir: str | Path, index: int, color: bool = False) -> str:
+def read_pair(run_dir: str | Path, index: int) -> dict:
+    """Line `index` (0-based) of RUN_DIR/pairs.jsonl; the errors say how many there are."""
     path = Path(run_dir) / "pairs.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no pairs file (run `codeflow build` first)")
     lines = path.read_text(encoding="utf-8").splitlines()
     if not 0 <= index < len(lines):
         raise IndexError(f"{path} has {len(lines)} pairs; --pair must be 0..{len(lines) - 1}")
-    pair = json.loads(lines[index])
+    return json.loads(lines[index])
+
+
+def show(run_dir: str | Path, index: int, color: bool = False) -> str:
+    pair = read_pair(run_dir, index)
     db = read_run_db(run_dir)
     try:
         attempts = db.attempts_of(pair["problem_id"])
