@@ -90,6 +90,20 @@ def test_stop_strings_are_cut_from_the_text_whether_or_not_the_server_did():
     assert plain.text == "    return 1\ndef g(): STOP more"
 
 
+def test_a_stop_string_left_half_in_the_text_is_trimmed_when_the_server_stopped_there():
+    async def go(server):
+        async with client_for(server.base_url) as client:
+            stopped = await client.complete("def f():", max_tokens=8, stop=["\ndef ", "(((("])
+            cut_short = await client.complete("def f():", max_tokens=8, stop=["\ndef "])
+            return stopped, cut_short
+
+    script = [answer("    return 1\n\nde"), answer("    return 1\n\nde", finish_reason="length")]
+    with FakeOpenAIServer(script) as server:
+        stopped, cut_short = asyncio.run(go(server))
+    assert stopped.text == "    return 1\n"  # "\nde" began "\ndef ": what transformers serve leaves
+    assert cut_short.text == "    return 1\n\nde"  # cut by the token limit: nothing to trim
+
+
 def test_completions_get_max_tokens_whatever_token_param_chat_uses():
     async def go(server):
         async with client_for(server.base_url, token_param="max_completion_tokens") as client:

@@ -20,7 +20,7 @@ import httpx
 
 from codeflow.llm.ratelimit import RateLimiter
 from codeflow.llm.retry import backoff_delay, error_kind_for_status, is_retryable_status, parse_retry_after
-from codeflow.llm.types import TOKEN_PARAMS, LLMError, LLMResponse, cut_at_stop
+from codeflow.llm.types import TOKEN_PARAMS, LLMError, LLMResponse, cut_at_stop, trim_stop_prefix
 
 _BODY_SNIPPET_CHARS = 300
 # While a server that answered before is unreachable (restarting), wait at most this long between tries.
@@ -77,7 +77,7 @@ class OpenAIClient:
     (what OpenAI's newer models require); `/completions` only knows `max_tokens`, which it always gets.
     `extra_body` is merged into every request body (for example {"top_p": 0.95} or vLLM's
     {"repetition_penalty": 1.1}). Answers are cut at the first stop string here, whether or not the server
-    left it in the text.
+    left it in the text, and an answer the server ended at a stop loses a trailing start of a stop string.
     """
 
     backend = "openai"
@@ -296,6 +296,8 @@ class OpenAIClient:
         self.prompt_tokens += answer.usage["prompt_tokens"]
         self.completion_tokens += answer.usage["completion_tokens"]
         text, stopped = cut_at_stop(answer.text, stop)
+        if not stopped and answer.finish_reason == "stop":
+            text = trim_stop_prefix(text, stop)
         return LLMResponse(
             text=text,
             finish_reason="stop" if stopped else answer.finish_reason,

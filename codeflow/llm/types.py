@@ -103,6 +103,22 @@ def cut_at_stop(text: str, stop: list[str] | tuple[str, ...] | None) -> tuple[st
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def trim_stop_prefix(text: str, stop: list[str] | tuple[str, ...] | None) -> str:
+    """`text` without a trailing piece that begins a stop string, for an answer the server ended at a stop.
+
+    Some servers (`transformers serve`) end on the token that completes a stop string and return the text
+    before that token only, so the stop string's first characters are left at the end ("\ndef" for "\ndef ").
+    A leftover of whitespace alone is kept: it may as well be the answer's own, and it changes no code.
+    """
+    longest = 0
+    for s in stop or ():
+        for n in range(min(len(s) - 1, len(text)), longest, -1):
+            if text.endswith(s[:n]):
+                longest = n if s[:n].strip() else longest
+                break
+    return text[: len(text) - longest]
+
+
 def error_examples(errors: Iterable[tuple[str, str]]) -> list[tuple[str, int, str]]:
     """(kind, how many, the first message) per error kind, most common first: one example is enough to act on."""
     counts: Counter[str] = Counter()
