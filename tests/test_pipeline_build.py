@@ -94,9 +94,9 @@ def test_rerun_resumes_without_resending_requests_or_duplicating_pairs(demo_run,
     shutil.copytree(out, copy)
     before = (copy / "pairs.jsonl").read_bytes()
     again = build(BuildConfig(problems=EXAMPLES, out=str(copy), progress=False))
-    assert again.requests_sent == 0
+    assert again.calls == 0
     assert (copy / "pairs.jsonl").read_bytes() == before
-    assert result.requests_sent > 0
+    assert result.calls > 0
 
 
 def test_changed_generation_settings_refuse_to_resume(demo_run, tmp_path):
@@ -156,10 +156,10 @@ def test_judge_requests_are_cached_across_reruns(demo_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     judged = build(BuildConfig(problems=EXAMPLES, out=str(copy), judge=True, progress=False))
-    assert judged.requests_sent == result.pairs  # one judge request per pair that passed the static filters
+    assert judged.calls == result.pairs  # one judge call per pair that passed the static filters
     assert judged.pairs == result.pairs  # simulate's judge calls every AST change functional
     again = build(BuildConfig(problems=EXAMPLES, out=str(copy), judge=True, progress=False))
-    assert again.requests_sent == 0
+    assert again.calls == 0
 
 
 def test_filters_and_decontamination_rerun_on_a_finished_build_and_the_funnel_adds_up(demo_run, tmp_path):
@@ -184,7 +184,7 @@ def test_filters_and_decontamination_rerun_on_a_finished_build_and_the_funnel_ad
     rerun = build(
         BuildConfig(problems=EXAMPLES, out=str(copy), decontam=[str(bench)], max_diff_lines=1, progress=False)
     )
-    assert rerun.requests_sent == 0  # only the later stages ran again
+    assert rerun.calls == 0  # only the later stages ran again
     verdicts = {r["problem_id"]: (r["stage"], r["reason"]) for r in run_sql(copy, "SELECT * FROM verdicts")}
     for pid, n in d_minus.items():
         stage, reason = verdicts[pid]

@@ -124,13 +124,13 @@ def _pair_ids(out):
 def test_min_coverage_drops_the_pair_whose_tests_miss_most_of_the_chosen_code(finished_run):
     problems, out = finished_run
     plain = _build(problems, out)
-    assert plain.requests_sent == 0 and plain.pairs == 3  # every hand-made pair passes the static filters
+    assert plain.calls == 0 and plain.pairs == 3  # every hand-made pair passes the static filters
     assert plain.sandbox_jobs == SELF_CHECK_JOBS  # no coverage run without --min-coverage
     assert "(off: --min-coverage not given)" in collect(out)["funnel"][3]["stage"]
 
     # Filters rerun on a finished run: only the coverage runs are new (1 + 1 + 2 stdio cases).
     filtered = _build(problems, out, min_coverage=0.8)
-    assert filtered.requests_sent == 0
+    assert filtered.calls == 0
     assert filtered.sandbox_jobs == SELF_CHECK_JOBS + 4
     assert filtered.pairs == 2 and filtered.verdicts["low_coverage"] == 1
     verdicts = _verdicts(out)

@@ -129,7 +129,7 @@ def test_build_against_flaky_server_records_every_outcome_and_respects_retry_pol
         before = server.request_count()
         again = build(config)
         assert server.request_count() - before == MAX_RETRIES + 1
-        assert again.requests_sent == 1
+        assert again.calls == 1
         assert (tmp_path / "run" / "pairs.jsonl").read_text().splitlines() == [json.dumps(p) for p in pairs]
 
     # --judge on the finished run: one judge request per pair; a "COSMETIC" verdict drops its pair, and the
@@ -168,7 +168,7 @@ def test_build_with_a_local_transformers_model_records_its_attempts(tmp_path, ti
         no_humaneval=True,
     )
     result = build(config)
-    assert result.requests_sent == 2 and result.pairs == 0
+    assert result.calls == 2 and result.pairs == 0
     run = tmp_path / "run"
     kinds = [r["answer_kind"] for r in run_sql(run, "SELECT answer_kind FROM attempts ORDER BY iteration")]
     outcome = run_sql(run, "SELECT status FROM outcomes")[0]["status"]

@@ -109,11 +109,6 @@ class BuildResult:
     timings: dict
     pairs_path: Path
 
-    @property
-    def requests_sent(self) -> int:
-        """Model calls made in this run (the name older scripts read)."""
-        return self.calls
-
 
 def read_problems(config: BuildConfig) -> tuple[SourceReport, dict[str, int]]:
     """The source's problems and every problem's position in it (what orders pairs.jsonl, shards or not)."""

@@ -16,8 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -397,13 +396,6 @@ class RunDB:
             self._commit(statements)
         finally:
             self.conn.execute("DETACH DATABASE shard")
-
-    @contextmanager
-    def reading(self) -> Iterator[RunDB]:
-        try:
-            yield self
-        finally:
-            self.close()
 
 
 def _insert(table: str, columns: tuple[str, ...], row: dict, replace: bool = False) -> Statement:
