@@ -165,3 +165,35 @@ def test_help_shows_every_default_and_what_llm_means(capsys):
         "--format PRESET the schema of a dataset source: kodcode, taco, apps, codecontests, opencodeinstruct",
     ):
         assert shown in text, shown
+
+
+@pytest.mark.slow  # three fresh interpreters that load torch and transformers
+def test_no_progress_also_hides_the_bars_of_transformers(tmp_path, tiny_model_dir):
+    """A local model's "Loading weights" bar shows with progress on and not under --no-progress (build, eval)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    problems = problems_file(tmp_path, ["[a]"])
+    build = [sys.executable, "-m", "codeflow.cli", "build", str(problems), "--llm", "transformers"]
+    build += [
+        "--model",
+        str(tiny_model_dir),
+        "--max-new-tokens",
+        "4",
+        "--max-iterations",
+        "0",
+        "--no-humaneval",
+    ]
+    shown = subprocess.run([*build, "--out", str(tmp_path / "a")], cwd=root, capture_output=True, text=True)
+    hidden = subprocess.run(
+        [*build, "--out", str(tmp_path / "b"), "--no-progress"], cwd=root, capture_output=True, text=True
+    )
+    assert shown.returncode == hidden.returncode == 0, hidden.stderr[-2000:]
+    assert "Loading weights" in shown.stderr
+    assert "Loading weights" not in hidden.stderr and "%|" not in hidden.stderr
+    evaluate = [sys.executable, "-m", "focal_dpo.cli", "eval", "--model", str(tiny_model_dir), "--limit", "1"]
+    evaluate += ["--max-new-tokens", "4", "--out", str(tmp_path / "eval"), "--no-progress"]
+    quiet = subprocess.run(evaluate, cwd=root, capture_output=True, text=True)
+    assert quiet.returncode == 0 and "Loading weights" not in quiet.stderr and "%|" not in quiet.stderr

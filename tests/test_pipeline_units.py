@@ -51,10 +51,17 @@ def test_bad_problem_lines_are_reported_with_line_numbers_and_skipped(tmp_path):
     assert [p.id for p in report.problems] == ["a", "e"]
     assert report.skipped == 5
     assert f"{path}:2: not valid JSON" in report.errors[0]
+    assert "at column 2)" in report.errors[0]
     assert f"{path}:3: missing field 'instruction'" in report.errors[1]
     assert f"{path}:4: duplicate id 'a' (first on line 1)" in report.errors[2]
     assert f"{path}:5:" in report.errors[3] and "stdio" in report.errors[3]
     assert f"{path}:6:" in report.errors[4] and "test_style" in report.errors[4]
+
+
+def test_a_json_error_at_the_end_of_a_line_names_that_column(tmp_path):
+    path = _write_lines(tmp_path, ['{"id": "a", "instruction": "x"'])
+    [error] = load_problems(path).errors
+    assert error.endswith("not valid JSON (Expecting ',' delimiter at column 31)")
 
 
 def test_strict_makes_the_first_bad_line_fatal(tmp_path):
