@@ -96,6 +96,7 @@ def test_compare_takes_run_directories(tmp_path, capsys):
         (["--model", "m", "--n", "0"], "--n must be at least 1"),
         (["--model", "m", "--backend", "vllm"], "argument --backend: invalid choice"),
         (["--benchmark", "humaneval"], "--model is required"),
+        (["--model", "{tmp}/no-model", "--limit", "1", "--no-progress"], "no-model: no such model directory"),
     ],
 )
 def test_bad_input_is_one_line_with_exit_2(tmp_path, capsys, argv, message):

@@ -6,6 +6,7 @@ torch and transformers are imported when a backend is built, never when `codeflo
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from codeflow.llm.types import LLMResponse
@@ -39,6 +40,8 @@ class TransformersBackend:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype must be 'auto' or a torch dtype name such as 'bfloat16', got {dtype!r}")
+        if self.model_name.startswith(("/", ".", "~")) and not Path(self.model_name).expanduser().exists():
+            raise ModelLoadError(f"{self.model_name}: no such model directory (give a saved model or a hub name)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             self.model = AutoModelForCausalLM.from_pretrained(
