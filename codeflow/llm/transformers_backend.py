@@ -41,7 +41,9 @@ class TransformersBackend:
         if dtype != "auto" and not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype must be 'auto' or a torch dtype name such as 'bfloat16', got {dtype!r}")
         if self.model_name.startswith(("/", ".", "~")) and not Path(self.model_name).expanduser().exists():
-            raise ModelLoadError(f"{self.model_name}: no such model directory (give a saved model or a hub name)")
+            raise ModelLoadError(
+                f"{self.model_name}: no such model directory (give a saved model or a hub name)"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
             self.model = AutoModelForCausalLM.from_pretrained(
