@@ -148,20 +148,23 @@ def error_line(command: str, message: object) -> None:
     print(f"{command}: error: {message}", file=sys.stderr)
 
 
-def silence_third_party_bars() -> None:
+def silence_third_party_bars(load: tuple[str, ...] = ()) -> None:
     """No "Loading weights" / download bars from transformers, huggingface_hub and datasets (--no-progress).
 
-    They all read HF_HUB_DISABLE_PROGRESS_BARS when first imported; those already imported are told directly.
+    Those already imported are told directly; those named in `load` are imported first, so that a model or
+    dataset loaded later stays quiet too. The process environment is left alone.
     """
-    import os
+    import importlib
 
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    for name in load:
+        if name == "transformers":
+            importlib.import_module("transformers.utils.logging")
+        elif name in ("huggingface_hub", "datasets"):
+            importlib.import_module(name)
     if "huggingface_hub" in sys.modules:
-        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+        importlib.import_module("huggingface_hub.utils").disable_progress_bars()
     if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
+        importlib.import_module("transformers.utils.logging").disable_progress_bar()
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
 

@@ -170,11 +170,13 @@ def test_help_shows_every_default_and_what_llm_means(capsys):
 @pytest.mark.slow  # three fresh interpreters that load torch and transformers
 def test_no_progress_also_hides_the_bars_of_transformers(tmp_path, tiny_model_dir):
     """A local model's "Loading weights" bar shows with progress on and not under --no-progress (build, eval)."""
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     problems = problems_file(tmp_path, ["[a]"])
     build = [sys.executable, "-m", "codeflow.cli", "build", str(problems), "--llm", "transformers"]
     build += [
@@ -186,14 +188,31 @@ def test_no_progress_also_hides_the_bars_of_transformers(tmp_path, tiny_model_di
         "0",
         "--no-humaneval",
     ]
-    shown = subprocess.run([*build, "--out", str(tmp_path / "a")], cwd=root, capture_output=True, text=True)
+    shown = subprocess.run(
+        [*build, "--out", str(tmp_path / "a")], cwd=root, capture_output=True, text=True, env=env
+    )
     hidden = subprocess.run(
-        [*build, "--out", str(tmp_path / "b"), "--no-progress"], cwd=root, capture_output=True, text=True
+        [*build, "--out", str(tmp_path / "b"), "--no-progress"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert shown.returncode == hidden.returncode == 0, hidden.stderr[-2000:]
     assert "Loading weights" in shown.stderr
     assert "Loading weights" not in hidden.stderr and "%|" not in hidden.stderr
     evaluate = [sys.executable, "-m", "focal_dpo.cli", "eval", "--model", str(tiny_model_dir), "--limit", "1"]
     evaluate += ["--max-new-tokens", "4", "--out", str(tmp_path / "eval"), "--no-progress"]
-    quiet = subprocess.run(evaluate, cwd=root, capture_output=True, text=True)
+    quiet = subprocess.run(evaluate, cwd=root, capture_output=True, text=True, env=env)
     assert quiet.returncode == 0 and "Loading weights" not in quiet.stderr and "%|" not in quiet.stderr
+
+
+def test_a_quiet_build_in_process_leaves_the_environment_alone(tmp_path):
+    import os
+
+    from codeflow.pipeline.build import BuildConfig, build
+
+    before = dict(os.environ)
+    problems = problems_file(tmp_path, ["[a]"])
+    build(BuildConfig(problems=str(problems), out=str(tmp_path / "run"), progress=False, no_humaneval=True))
+    assert dict(os.environ) == before

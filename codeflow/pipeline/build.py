@@ -119,6 +119,7 @@ def read_problems(config: BuildConfig) -> tuple[SourceReport, dict[str, int]]:
         split=config.split,
         dataset_config=config.dataset_config,
         strict=config.strict,
+        progress=config.progress,
     )
     return report, {p.id: i for i, p in enumerate(report.problems)}
 
@@ -140,7 +141,8 @@ def build(config: BuildConfig, executor: Executor | None = None) -> BuildResult:
     if not config.progress:
         from codeflow.cli import silence_third_party_bars
 
-        silence_third_party_bars()
+        uses_transformers = config.llm == "transformers" or config.tokenizer is not None
+        silence_third_party_bars(("transformers",) if uses_transformers else ())
     shard = parse_shard(config.shard) if config.shard else None
     report, positions = read_problems(config)
     bad = [

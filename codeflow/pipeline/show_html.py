@@ -118,7 +118,7 @@ def write_pair_page(run_dir: str | Path, index: int, out: str | Path, tokenizer:
     if tokenizer:
         from codeflow.cli import silence_third_party_bars
 
-        silence_third_party_bars()
+        silence_third_party_bars(("transformers",))
         try:
             from transformers import AutoTokenizer
 

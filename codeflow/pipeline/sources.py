@@ -166,6 +166,7 @@ def load_source(
     split: str = "train",
     dataset_config: str | None = None,
     strict: bool = False,
+    progress: bool = True,
 ) -> SourceReport:
     """Problems from `source` (see the module docstring). Bad rows are listed in `errors`; with `strict`
     the first one raises ProblemFileError. A source that cannot be read raises SourceError."""
@@ -190,7 +191,7 @@ def load_source(
             f"{source}: a {path.suffix or 'suffix-less'} file is read as a dataset; "
             f"say which schema it has with --format ({', '.join(PRESETS)}) or --map FIELD=COLUMN"
         )
-    rows = _dataset_rows(source, path, split, dataset_config)
+    rows = _dataset_rows(source, path, split, dataset_config, progress)
     return _convert(rows, preset, mapping, strict, native=native)
 
 
@@ -221,13 +222,15 @@ def _json_rows(path: Path, strict: bool) -> Iterator[tuple[str, Any]]:
         yield f"{path}:{lineno}", row
 
 
-def _dataset_rows(source: str, path: Path, split: str, config: str | None) -> Iterator[tuple[str, Any]]:
-    dataset = open_dataset(source, path, split, config)
+def _dataset_rows(
+    source: str, path: Path, split: str, config: str | None, progress: bool
+) -> Iterator[tuple[str, Any]]:
+    dataset = open_dataset(source, path, split, config, progress)
     for index, row in enumerate(dataset):
         yield f"{source} row {index}", row
 
 
-def open_dataset(source: str, path: Path, split: str, config: str | None) -> Any:
+def open_dataset(source: str, path: Path, split: str, config: str | None, progress: bool = True) -> Any:
     """A `datasets.Dataset` for a local data file, a saved or data directory, or a hub name."""
     try:
         import datasets
@@ -236,6 +239,10 @@ def open_dataset(source: str, path: Path, split: str, config: str | None) -> Any
             f"{source}: reading datasets needs the `datasets` package (pip install datasets)"
         ) from None
     datasets.logging.set_verbosity_error()
+    if not progress:
+        from codeflow.cli import silence_third_party_bars
+
+        silence_third_party_bars(("datasets",))
     try:
         if path.is_dir():
             if any(

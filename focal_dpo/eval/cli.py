@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_progress:
         from codeflow.cli import silence_third_party_bars
 
-        silence_third_party_bars()
+        silence_third_party_bars(("transformers",) if args.backend == "transformers" else ())
     if args.n > 1 and args.temperature == 0:
         print("warning: --n > 1 with --temperature 0 repeats the same greedy answer", file=sys.stderr)
     generate = None
