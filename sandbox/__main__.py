@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run CODE against TESTS and print the result")
     run.add_argument("code", help="file with the code under test")
     run.add_argument("tests", nargs="?", help="file with the tests (not needed for --style stdio)")
-    run.add_argument("--style", choices=STYLES, default="script")
+    run.add_argument("--style", choices=STYLES, default="script", help="how TESTS are written (default script)")
     run.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds (default 10)")
     run.add_argument("--memory-mb", type=int, default=2048)
     run.add_argument("--output-bytes", type=int, default=65536)

@@ -29,6 +29,8 @@ import types
 import unittest
 from typing import Any, NoReturn
 
+from sandbox import pytest_style
+
 REPORT_MAGIC = b"SBX1"
 TRACEBACK_CHARS = 2000
 MESSAGE_CHARS = 300
@@ -52,7 +54,7 @@ _isinstance = isinstance
 _id = id
 _len = len
 _CO_NEWLOCALS = 0x2  # inspect.CO_NEWLOCALS: set on function code objects
-_RUNNER_FILE = __file__
+_SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # the sandbox's own frames are not shown
 _THIS_MODULE = sys.modules[__name__]  # jobs remove it from sys.modules; the watch list keeps it
 # unittest's own frames say nothing about the code under test (unittest hides them from its reports too).
 _UNITTEST_DIR = os.path.dirname(unittest.__file__) + os.sep
@@ -71,6 +73,10 @@ _OP_FUNCS = list(_COMPARE_OPS.values())
 _OP_INDEX = {op: i for i, op in enumerate(_COMPARE_OPS)}
 _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 _CONTAINERS = (list, tuple, set, frozenset, dict)
+# pytest.approx(...) wraps plain expected values: the guard looks inside it as into a container.
+_APPROX_TYPES = pytest_style.APPROX_TYPES
+# What `import pytest` gives the tests and the code inside the sandbox (made once, in the fork server).
+PYTEST_API = pytest_style.api()
 
 
 class TamperingDetected(BaseException):
@@ -95,10 +101,15 @@ def _walk(x: Any, budget: list[int]):
             stack.extend(v.values())
         elif t in _CONTAINERS:
             stack.extend(v)
+        elif t in _APPROX_TYPES:
+            stack.append(v.expected)
 
 
 def _is_plain(x: Any) -> bool:
-    return all(_type(v) in _PLAIN_SCALARS or _type(v) in _CONTAINERS for v in _walk(x, [10000]))
+    return all(
+        _type(v) in _PLAIN_SCALARS or _type(v) in _CONTAINERS or _type(v) in _APPROX_TYPES
+        for v in _walk(x, [10000])
+    )
 
 
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__contains__")
@@ -203,9 +214,29 @@ def install_unittest_guards() -> None:
 
 def _watched_dicts() -> list[tuple[str, dict]]:
     """The namespaces whose change means tampering: builtins, unittest's machinery and this runner."""
-    mods = [builtins, unittest.case, unittest.result, unittest.suite, unittest.loader, _THIS_MODULE]
-    targets = [(m.__name__, vars(m)) for m in mods]
-    for cls in (unittest.TestCase, unittest.TestResult, unittest.TestSuite, unittest.TestLoader, _Recorder):
+    mods = [
+        builtins,
+        unittest.case,
+        unittest.result,
+        unittest.suite,
+        unittest.loader,
+        _THIS_MODULE,
+        pytest_style,
+    ]
+    targets = [(m.__name__, vars(m)) for m in mods] + [("pytest", vars(PYTEST_API))]
+    watched_classes = (
+        unittest.TestCase,
+        unittest.TestResult,
+        unittest.TestSuite,
+        unittest.TestLoader,
+        _Recorder,
+    )
+    pytest_classes = tuple(
+        v
+        for v in vars(pytest_style).values()
+        if isinstance(v, type) and v.__module__ == pytest_style.__name__
+    )
+    for cls in watched_classes + pytest_classes:
         # A class's attributes live in a real dict behind its read-only mappingproxy.
         targets.append((cls.__qualname__, gc.get_referents(cls.__dict__)[0]))
     return targets
@@ -341,7 +372,7 @@ def describe_exception(exc: BaseException) -> dict:
         frames = [
             f
             for f in traceback.extract_tb(exc.__traceback__)
-            if f.filename != _RUNNER_FILE and not f.filename.startswith(_UNITTEST_DIR)
+            if not f.filename.startswith(_SANDBOX_DIR) and not f.filename.startswith(_UNITTEST_DIR)
         ]
         text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames))
         text += "".join(traceback.format_exception_only(_type(exc), exc))
@@ -422,7 +453,7 @@ def compile_tests(tests: str, path: str, style: str) -> tuple[tuple, dict | None
         tree = ast.parse(tests, path)
     except SyntaxError as exc:
         return (), describe_exception(exc)
-    if style == "unittest":
+    if style in ("unittest", "pytest"):
         return (compile(guard_tests(tree), path, "exec"),), None
     return tuple(compile(guard_tests(ast.Module([s], [])), path, "exec") for s in tree.body), None
 
@@ -472,7 +503,39 @@ def _run_unittest(spec: dict, report: dict) -> None:
     except BaseException as exc:  # noqa: BLE001
         report["exception"] = describe_exception(exc)
         return
-    report["unittest"] = recorder.outcomes
+    report["outcomes"] = recorder.outcomes
+
+
+def _run_pytest(spec: dict, report: dict) -> None:
+    solution = _load_module(spec["module_name"], spec["code_path"])
+    if not _exec_code(spec["code"], spec["code_path"], vars(solution), report):
+        return
+    report["phase"] = "tests"
+    compiled, error = spec["compiled_tests"]
+    if error is not None:
+        report.update(phase="tests_compile", exception=error)
+        return
+    outcomes: dict[str, dict] = {}
+
+    def record(test_id: str, outcome: str, exc: BaseException | None) -> None:
+        entry = {"outcome": outcome}
+        if exc is not None and outcome in ("failed", "error"):
+            entry.update(describe_exception(exc))
+            if sum(e["outcome"] in ("failed", "error") for e in outcomes.values()) >= 5:
+                entry["traceback"] = ""  # keep the report small however many tests fail
+        outcomes.setdefault(test_id, entry)
+        if outcome in ("failed", "error"):
+            outcomes[test_id] = entry
+
+    try:
+        module = _load_module("test_" + spec["module_name"], spec["tests_path"])
+        _install_guard_names(vars(module))
+        exec(compiled[0], vars(module))
+        pytest_style.run_module(module, record)
+    except BaseException as exc:  # noqa: BLE001 - an error while collecting is the run's error
+        report["exception"] = describe_exception(exc)
+        return
+    report["outcomes"] = outcomes
 
 
 def _run_stdio(spec: dict, report: dict) -> None:
@@ -480,7 +543,12 @@ def _run_stdio(spec: dict, report: dict) -> None:
     _exec_code(spec["code"], spec["code_path"], namespace, report, exit_ok=True)
 
 
-_STYLE_RUNNERS = {"script": _run_script, "unittest": _run_unittest, "stdio": _run_stdio}
+_STYLE_RUNNERS = {
+    "script": _run_script,
+    "unittest": _run_unittest,
+    "pytest": _run_pytest,
+    "stdio": _run_stdio,
+}
 
 
 def _line_tracer(unseen: set[int], record) -> Any:
@@ -576,6 +644,9 @@ def execute(spec: dict, result_fd: int, nonce_fd: int, snapshot: list) -> NoRetu
     `take_snapshot()` from the fork server, before any untrusted code existed.
     """
     owner = _getpid()
+    sys.modules["pytest"] = (
+        PYTEST_API  # the tests and the code get the sandbox's pytest subset, never a plugin host
+    )
     _RUN.update(code_module=spec["module_name"], tests_path=spec.get("tests_path"), tampering=[], asserts=0)
     report: dict = {"phase": "start", "statements": 0, "exception": None}
     # A local, not in _RUN: the code cannot swap the object the tamper check accepts as the runner's tracer.

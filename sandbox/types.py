@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-STYLES = ("script", "unittest", "stdio")
+STYLES = ("script", "unittest", "pytest", "stdio")
 # Host -> server framing: each request is its length in this many bytes (ASCII digits and a newline), then
 # the JSON request itself.
 REQUEST_HEADER_BYTES = 16

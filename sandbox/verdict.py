@@ -14,6 +14,7 @@ import json
 import os
 import signal
 
+from sandbox.pytest_style import test_ids as pytest_test_ids
 from sandbox.runner import REPORT_MAGIC
 
 MEMORY_ERRORS = ("MemoryError",)
@@ -64,6 +65,8 @@ def expected_tests(style: str, tests: str | None, module_name: str) -> dict:
             return {"statements": -1}
     if style == "unittest":
         return {"ids": sorted(unittest_test_ids(tests or ""))}
+    if style == "pytest":
+        return {"ids": sorted(pytest_test_ids(tests or ""))}
     return {}
 
 
@@ -121,13 +124,17 @@ def _from_exception(exc: dict, phase: str) -> dict:
     }
 
 
-def _unittest_verdict(report: dict, expected: dict, module_name: str) -> dict:
+def _outcomes_verdict(report: dict, expected: dict, module_name: str, style: str) -> dict:
+    """The verdict of a unittest or pytest run from its per-test outcomes and the ids the source defines.
+
+    A parametrized pytest test (`test_add[1-2]`) counts for the function it comes from (`test_add`).
+    """
     prefix = f"test_{module_name}."
-    outcomes = {k.removeprefix(prefix): v for k, v in (report.get("unittest") or {}).items()}
+    outcomes = {k.removeprefix(prefix): v for k, v in (report.get("outcomes") or {}).items()}
     bad = {k: v for k, v in outcomes.items() if v["outcome"] not in ("ok", "skipped")}
     result = {"tests_run": len(outcomes), "tests_failed": len(bad)}
     if bad:
-        name, first = sorted(bad.items())[0]
+        name, first = next(iter(bad.items()))  # the first test that failed, in the order they ran
         status = "failed" if first["outcome"] == "failed" else "error"
         if first.get("error_type") in MEMORY_ERRORS:
             status = "memory_limit"
@@ -137,11 +144,12 @@ def _unittest_verdict(report: dict, expected: dict, module_name: str) -> dict:
             result,
             status=status,
             error_type=first.get("error_type"),
-            message=first.get("message", ""),
+            message=first.get("message") or first.get("failing_line") or "",
             traceback=first.get("traceback", ""),
             failing_test=name,
         )
-    missing = sorted(set(expected["ids"]) - set(outcomes))
+    ran = {k.split("[", 1)[0] for k in outcomes} if style == "pytest" else set(outcomes)
+    missing = sorted(set(expected["ids"]) - ran)
     if missing:
         message = f"{len(missing)} test(s) in the test file never ran: {', '.join(missing[:5])}"
         return dict(
@@ -210,7 +218,7 @@ def _judge_report(
         result = {
             "status": "tampering",
             "error_type": "Tampering",
-            "message": "; ".join(parsed["tampering"])[:300],
+            "message": "; ".join(dict.fromkeys(parsed["tampering"]))[:300],
         }
         if exc and exc.get("error_type") == "TamperingDetected":
             result.update(traceback=exc.get("traceback", ""), failing_test=exc.get("failing_line"))
@@ -219,8 +227,8 @@ def _judge_report(
         return dict(_from_exception(exc, phase), tests_run=int(parsed.get("asserts", 0)), tests_failed=1)
     if style == "stdio":
         return _compare_stdout(stdout, expected_stdout)
-    if style == "unittest":
-        return _unittest_verdict(parsed, expected, module_name)
+    if style in ("unittest", "pytest"):
+        return _outcomes_verdict(parsed, expected, module_name, style)
     if parsed.get("statements") != expected["statements"]:
         message = f"the tests stopped after {parsed.get('statements')} of {expected['statements']} statements"
         return {"status": "error", "error_type": "TestsNotRun", "message": message}

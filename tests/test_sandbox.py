@@ -210,8 +210,8 @@ def test_result_from_dict_rejects_unknown_fields():
 
 
 def test_job_rejects_unknown_style():
-    with pytest.raises(ValueError, match="unknown test style 'pytest'"):
-        Job("x = 1", "assert True", style="pytest")
+    with pytest.raises(ValueError, match="unknown test style 'nose'"):
+        Job("x = 1", "assert True", style="nose")
 
 
 def test_run_many_keeps_input_order_through_crashes_and_hangs(sb):
