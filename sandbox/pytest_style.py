@@ -1081,6 +1081,7 @@ class _Session:
         self.finalizers: dict[str, list[Callable]] = {s: [] for s in SCOPES}
         self.instance: Any = None
         self.current_class: type | None = None
+        self.untrusted_file: str | None = None
 
     def defs_for(self, item: TestItem) -> dict[str, FixtureSpec]:
         defs = dict(self.module_fixtures)
@@ -1268,13 +1269,17 @@ def _xfail_mark(item: TestItem) -> Mark | None:
 Record = Callable[[str, str, "BaseException | None"], None]
 
 
-def run_module(module: types.ModuleType, record: Record, tmp_base: str | None = None) -> None:
+def run_module(
+    module: types.ModuleType, record: Record, tmp_base: str | None = None, untrusted_file: str | None = None
+) -> None:
     """Run the module's tests; `record(test_id, outcome, exception)` once per test, as each test ends.
 
     Outcomes: "ok" (passed, an expected failure, or a non-strict unexpected pass), "failed" (an assertion, a
     pytest.fail, a missing raise), "error" (anything else raised, in the test or its fixtures), "skipped".
+    `untrusted_file`: code from that file (the solution, in-process) may not skip or xfail a test.
     """
     session = _Session(module, Path(tmp_base or tempfile.mkdtemp(prefix="pytest-")))
+    session.untrusted_file = untrusted_file
     items = _with_fixture_params(collect(module), session)
     setup_module = getattr(module, "setup_module", None) or getattr(module, "setUpModule", None)
     if callable(setup_module):
@@ -1367,10 +1372,13 @@ def _run_item(item: TestItem, session: _Session, record: Record) -> None:
         }
         phase = "call"
         function(**{name: values[name] for name in item.argnames})
-    except XFailed as exc:
-        outcome, error = "ok", exc
-    except Skipped as exc:
-        outcome, error = "skipped", exc
+    except (XFailed, Skipped) as exc:
+        outcome, error = ("ok" if isinstance(exc, XFailed) else "skipped"), exc
+        if session.untrusted_file is not None and _raised_in(exc, session.untrusted_file):
+            outcome, error = (
+                "error",
+                UnsupportedPytestFeature(f"{type(exc).__name__} raised from inside the code"),
+            )
     except (AssertionError, Failed) as exc:
         outcome, error = ("failed" if phase == "call" else "error"), exc
     except BaseException as exc:  # noqa: BLE001 - any other exception is the test's error
@@ -1396,6 +1404,16 @@ def _run_item(item: TestItem, session: _Session, record: Record) -> None:
         outcome, error = "error", errors[0]
     session.instance = None
     record(item.id, outcome, None if outcome == "ok" else error)
+
+
+def _raised_in(exc: BaseException, filename: str) -> bool:
+    """Did the last frame outside this file that `exc` went through belong to `filename`?"""
+    tb, last = exc.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename != __file__:
+            last = tb.tb_frame.f_code.co_filename
+        tb = tb.tb_next
+    return last == filename
 
 
 class _FirstOutcome(unittest.TestResult):

@@ -191,14 +191,17 @@ def test_tests_that_never_run_or_do_not_exist_do_not_pass(sb):
     assert sb.run(ADD, none, style="pytest").error_type == "NoTests"
 
 
-def test_a_lying_result_compared_with_approx_is_tampering(sb):
+def test_a_lying_result_compared_with_approx_fails_judged_and_is_tampering_in_process(sb):
     liar = "class Near:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n\ndef add(a, b):\n    return Near()\n"
     r = sb.run(
         liar,
         "import pytest\nfrom solution import add\n\ndef test_x():\n    assert add(1, 2) == pytest.approx(3.5)\n",
         style="pytest",
     )
-    assert r.status == "tampering"
+    assert r.status == "failed" and r.isolation == "judge"  # the judge sees a handle, equal only to itself
+    tests = "import pytest\nfrom solution import add\n\ndef test_x():\n    assert add(1, 2) == pytest.approx(3.5)\n"
+    r = sb.run(liar, tests, style="pytest", isolation="in_process")
+    assert r.status == "tampering" and r.isolation == "in_process"
 
 
 def test_run_many_accepts_pytest_jobs(sb):
