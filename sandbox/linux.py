@@ -6,7 +6,6 @@ Every function raises OSError with errno set, so callers can record a missing pr
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import platform
 
@@ -44,7 +43,9 @@ _SYSCALLS = {  # name -> number, per architecture (the ones glibc may lack wrapp
     "aarch64": {"mount_setattr": 442, "keyctl": 219},
 }.get(platform.machine(), {})
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The process's own symbols include libc's; ctypes.util.find_library would import subprocess and threading into
+# every worker (threading's after-fork hook alone costs each forked job about 100 page faults).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]

@@ -222,36 +222,78 @@ def install_unittest_guards() -> None:
 # ---------------------------------------------------------------------------------- the tamper checks
 
 
-def _version_reader() -> Any:
-    """CPython 3.11 keeps a version tag in every dict (PEP 509) that changes on each modification.
+class _IOVec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
-    Reading it touches no object in the watched dicts, so the forked job stays cheap (no copy-on-write faults).
-    The layout is checked on a probe dict first; None if this interpreter does not behave so.
-    """
+
+_VERSION_OFFSET = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # a dict's ma_version_tag: after refcnt, type, ma_used
+_IOV_MAX = 1024
+
+
+def _tags_move() -> bool:
+    """Does a dict's version tag, read as VersionTable reads it, change when the dict does (and only then)?"""
     try:
-        offset = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # after ob_refcnt, ob_type, ma_used
-        views: dict[int, Any] = {}
-
-        def read(d: dict) -> int:
-            view = views.get(_id(d))
-            if view is None:
-                view = views[_id(d)] = ctypes.c_uint64.from_address(_id(d) + offset)
-            return view.value
-
-        probe, other = {"a": 1}, {}
-        before = read(probe)
+        probe = {"a": 1}
+        table = VersionTable([probe], probe=False)
+        before = table.read()
         probe["a"] = 2
-        after = read(probe)
-        other["b"] = 1
-        if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11) and before != after:
-            if read(probe) == after:
-                return read
-    except (AttributeError, ValueError, OSError):
-        pass
-    return None
+        after = table.read()
+        return before != after and table.read() == after
+    except (OSError, AttributeError, ValueError):
+        return False
 
 
-_read_version = _version_reader()
+class VersionTable:
+    """The version tags of many dicts, read with one process_vm_readv(2) of this process's own memory.
+
+    CPython 3.11 keeps a version tag in every dict (PEP 509) that changes on every modification. Reading them all
+    in one system call costs microseconds and touches none of the dicts (so the forked job copies no pages); only
+    a dict whose tag moved is then compared by content. Built in the zygote; `usable` is False where this
+    interpreter does not behave so, and then every dict is compared by content.
+    """
+
+    def __init__(self, dicts: list[dict], probe: bool = True) -> None:
+        self.count = len(dicts)
+        self.buffer = (ctypes.c_uint64 * max(self.count, 1))()
+        self.remote = (_IOVec * max(self.count, 1))(*[_IOVec(_id(d) + _VERSION_OFFSET, 8) for d in dicts])
+        self.chunks = [
+            (_IOVec(ctypes.addressof(self.buffer) + 8 * i, 8 * min(_IOV_MAX, self.count - i)),
+             ctypes.addressof(self.remote) + ctypes.sizeof(_IOVec) * i, min(_IOV_MAX, self.count - i))
+            for i in range(0, self.count, _IOV_MAX)
+        ]  # fmt: skip
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._readv = libc.process_vm_readv
+        self._readv.restype = ctypes.c_ssize_t
+        self._readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
+                                ctypes.c_ulong]  # fmt: skip
+        self.usable = not probe or (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
+                                    and _tags_move())  # fmt: skip
+        self.baseline = bytearray(self.read()) if self.usable else bytearray()
+
+    def read(self) -> bytes:
+        pid = _getpid()
+        for local, remote, count in self.chunks:
+            if self._readv(pid, ctypes.byref(local), 1, remote, count, 0) != local.len:
+                raise OSError(ctypes.get_errno(), "process_vm_readv")
+        return bytes(self.buffer)[: 8 * self.count]
+
+    def changed(self) -> list[int]:
+        """Indices of the dicts whose tag differs from the baseline (every index when the table is unusable)."""
+        if not self.usable:
+            return list(range(self.count))
+        now = self.read()
+        if now == self.baseline:
+            return []
+        old, new = memoryview(self.baseline).cast("Q"), memoryview(now).cast("Q")
+        return [i for i in range(self.count) if old[i] != new[i]]
+
+    def accept(self, index: int) -> None:
+        """The dict at `index` changed but was found unchanged by content: take its new tag as the baseline."""
+        if self.usable:
+            now = self.read()
+            self.baseline[8 * index : 8 * index + 8] = now[8 * index : 8 * index + 8]
+
+
 # Keys that appear in module and class namespaces without anyone patching anything.
 _BENIGN_NEW_KEYS = frozenset({"__warningregistry__", "__annotations__", "_abc_impl"})
 # Modules whose namespace changes in every honest run (the job's own sys.stdin and sys.argv) or holds the
@@ -268,23 +310,21 @@ def _public(namespace: dict) -> dict:
 
 
 class Watched:
-    """One namespace as it was in the zygote: its dict, its version tag, the identity of each value."""
+    """One namespace as it was in the zygote: its dict and the identity of each value."""
 
-    __slots__ = ("name", "namespace", "version", "ids", "strict", "public_only")
+    __slots__ = ("name", "namespace", "ids", "strict", "public_only")
 
     def __init__(self, name: str, keys: dict, strict: bool, namespace: dict | None = None) -> None:
         self.namespace = keys if namespace is None else namespace
         self.name, self.strict, self.public_only = name, strict, namespace is not None
-        self.version = _read_version(self.namespace) if _read_version is not None else None
         self.ids = {k: _id(v) for k, v in keys.items()}
 
-    def change(self) -> str | None:
+    def change(self, version_moved: bool = True) -> str | None:
+        """Why the namespace differs from the snapshot, or None. `version_moved`: its version tag changed (a
+        strict namespace may never be written; the others are compared by content)."""
         d = self.namespace
-        if self.version is not None:
-            if _read_version(d) == self.version:
-                return None
-            if self.strict:
-                return f"{self.name} was written to"
+        if self.strict and version_moved and TABLE_USABLE[0]:
+            return f"{self.name} was written to"
         for key, ident in self.ids.items():
             if key not in d:
                 return f"{self.name}.{key} was removed"
@@ -338,49 +378,46 @@ class Snapshot:
             self.modules.setdefault(name.split(".", 1)[0], []).extend(watches)
         self.sys_modules = dict(sys.modules)
         self.hooks = (list(sys.meta_path), list(sys.path_hooks))
-        self.sys_modules_version = _read_version(sys.modules) if _read_version is not None else None
+        self.watches = self.strict + [w for group in self.modules.values() for w in group]
+        self.table = VersionTable([w.namespace for w in self.watches] + [sys.modules])
+        TABLE_USABLE[0] = self.table.usable
 
     def _import_system(self) -> str | None:
-        for hooks, now, name in zip(
-            self.hooks, (sys.meta_path, sys.path_hooks), ("meta_path", "path_hooks"), strict=True
-        ):
+        for hooks, now, name in zip(self.hooks, (sys.meta_path, sys.path_hooks), ("meta_path", "path_hooks"), strict=True):
             if _len(hooks) != _len(now) or any(a is not b for a, b in zip(hooks, now, strict=True)):
                 return f"sys.{name} was changed"
-        if self.sys_modules_version is not None and _read_version(sys.modules) == self.sys_modules_version:
-            return None
         for name, module in self.sys_modules.items():
             if sys.modules.get(name) is not module:
                 return f"sys.modules[{name!r}] was replaced or removed"
         for name, module in list(sys.modules.items()):
-            if (
-                name not in self.sys_modules
-                and name not in _RUN["own_modules"]
-                and not _genuine(name, module)
-            ):
+            if name not in self.sys_modules and name not in _RUN["own_modules"] and not _genuine(name, module):
                 return f"sys.modules[{name!r}] holds a module that was not imported"
         return None
 
-    def check(self, modules: frozenset[str] | None) -> str | None:
-        """The first change found: in the strict namespaces, the import system, and the watched modules (those
-        named, or all of them when `modules` is None)."""
-        for watch in self.strict:
-            reason = watch.change()
+    def check(self) -> str | None:
+        """The first change found in any watched namespace or in the import system, or None."""
+        reason = None
+        sys_modules_index = len(self.watches)
+        changed = self.table.changed()
+        for index in changed:
+            if index == sys_modules_index:
+                reason = self._import_system()
+            else:
+                reason = self.watches[index].change()
             if reason is not None:
                 return reason
-        reason = self._import_system()
-        if reason is not None:
-            return reason
-        groups = (
-            self.modules.values()
-            if modules is None
-            else (self.modules.get(m.split(".", 1)[0], ()) for m in modules)
-        )
-        for group in groups:
-            for watch in group:
-                reason = watch.change()
-                if reason is not None:
-                    return reason
-        return None
+            self.table.accept(index)
+        if not changed or sys_modules_index not in changed:
+            # sys.meta_path and sys.path_hooks are lists: their changes move no dict's version tag.
+            reason = self._import_system() if self.hooks_changed() else None
+        return reason
+
+    def hooks_changed(self) -> bool:
+        return any(_len(h) != _len(n) or any(a is not b for a, b in zip(h, n, strict=True))
+                   for h, n in zip(self.hooks, (sys.meta_path, sys.path_hooks), strict=True))  # fmt: skip
+
+
+TABLE_USABLE = [False]
 
 
 def _genuine(name: str, module: Any) -> bool:
@@ -586,8 +623,8 @@ def _load_module(name: str, path: str) -> types.ModuleType:
 class _Tests:
     """One in-process run: emits each test's outcome as it ends, and checks for tampering after each test."""
 
-    def __init__(self, emit: Any, imported: frozenset[str]) -> None:
-        self.emit, self.imported, self.failures = emit, imported, 0
+    def __init__(self, emit: Any) -> None:
+        self.emit, self.failures = emit, 0
         self.test_callables: dict[tuple[int, str], int] = {}  # (namespace, name) -> id, once the tests loaded
         self.namespaces: dict[int, dict] = {}
 
@@ -603,7 +640,7 @@ class _Tests:
                     self.test_callables[(_id(space), key)] = _id(value)
 
     def after_test(self) -> None:
-        reason = SNAPSHOT[0].check(self.imported)
+        reason = SNAPSHOT[0].check()
         if reason is None:
             for (space, key), ident in self.test_callables.items():
                 value = self.namespaces[space].get(key)
@@ -672,14 +709,13 @@ def execute(payload: dict, compiled: bytes, result_fd: int, nonce_fd: int) -> No
     outcomes.CONTEXT["tests_path"] = payload["tests_path"]
     sys.modules["pytest"] = PYTEST_API  # the sandbox's pytest subset, never a plugin host
     code = marshal.loads(compiled)
-    imported = testcode.imported_modules(payload["tests"]) | {"builtins"}
     tracer, covered = None, None
     if payload.get("coverage"):
         from sandbox.coverage import start_coverage
 
         tracer, covered = start_coverage(payload["code_path"])
     forbid_introspection(tracer, payload["tests_path"])
-    tests = _Tests(emit, imported)
+    tests = _Tests(emit)
     try:
         if payload["style"] == "script":
             _run_script(payload, tests, code)
@@ -690,7 +726,7 @@ def execute(payload: dict, compiled: bytes, result_fd: int, nonce_fd: int) -> No
     if _getpid() != owner:
         _exit(0)  # a process the code forked finished the tests too; only the job itself reports
     _flush_std()
-    reason = SNAPSHOT[0].check(None) or _hooks_left(tracer)
+    reason = SNAPSHOT[0].check() or _hooks_left(tracer)
     if reason is not None:
         _tampering(reason)
     if covered is not None:

@@ -159,18 +159,3 @@ def expected_tests(style: str, tests: str | None) -> dict:
     if style == "pytest":
         return {"ids": sorted(pytest_test_ids(tests or ""))}
     return {}
-
-
-def imported_modules(tests: str) -> frozenset[str]:
-    """Top-level names of the modules the tests import (the in-process runner watches them after every test)."""
-    try:
-        tree = ast.parse(tests)
-    except SyntaxError:
-        return frozenset()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-    return frozenset(names)

@@ -139,9 +139,11 @@ def main(sock: socket.socket, config: dict) -> NoReturn:
     os.close(devnull)
     paths, install = import_path(config["run_dir"])
     sys.path[:] = paths
+    _job_environment(config["run_dir"])
+    sys.stdin.reconfigure(errors="replace")  # a job's stdin is decoded leniently
     for name in PRELOAD:
         __import__(name)
-    from sandbox import contestant, judge, runner  # noqa: F401 - imported here, warm for every job
+    from sandbox import contestant, coverage, judge, runner  # noqa: F401 - imported here, warm for every job
 
     runner.prepare_zygote(install)
     # Everything imported so far moves out of the collector's reach: forked jobs then do not touch (and copy)
@@ -261,14 +263,13 @@ def _become(process: dict, received: list[int], config: dict) -> NoReturn:
         linux.prctl(linux.PR_SET_DUMPABLE, 0)  # no other process of any uid may read the judge's memory
     os.umask(0o022)
     run_dir = process["run_dir"]
-    os.environ.clear()
-    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
+    if os.environ.get("HOME") != run_dir:
+        _job_environment(run_dir)  # the zygote set it once when the run dir is always the same
     os.chdir(run_dir)
     sys.path[0] = run_dir
     sys.path_importer_cache.pop(run_dir, None)  # cached as missing while the zygote had no run dir
-    # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the zygote never
-    # prints. stdin is a new reader of the job's stdin (decoding errors replaced).
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
+    # sys.stdin, sys.stdout and sys.stderr already read and write fds 0, 1 and 2 (now the job's) and hold nothing:
+    # the zygote never reads or prints.
     payload, compiled = _read_payload(process["payload_fd"])
     sys.argv = [payload.get("code_path", "")]
     if role == "contestant":
@@ -288,6 +289,12 @@ def _become(process: dict, received: list[int], config: dict) -> NoReturn:
 
         runner.execute(payload, compiled, process["report_fd"], process["nonce_fd"])
     os._exit(72)
+
+
+def _job_environment(run_dir: str) -> None:
+    """The whole environment a job sees: nothing from the invoking user (no tokens, no CI variables)."""
+    os.environ.clear()
+    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
 
 
 def _read_payload(fd: int) -> tuple[dict, bytes]:
