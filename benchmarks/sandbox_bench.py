@@ -48,7 +48,10 @@ def run_sandbox(sb: Sandbox, problems: list[dict], mode: str) -> int:
 def run_subprocess(problems: list[dict], workers: int) -> int:
     def one(problem: dict) -> bool:
         program = problem["prompt"] + problem["canonical_solution"] + "\n" + tests_of(problem)
-        return subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=TIMEOUT_S).returncode == 0
+        return (
+            subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=TIMEOUT_S).returncode
+            == 0
+        )
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return sum(pool.map(one, problems))
@@ -93,10 +96,11 @@ def _is_server(pid: int) -> bool:
 def worker_usage(sb: Sandbox) -> dict[str, float]:
     """CPU seconds of the workers' servers and zygotes themselves, and of the job processes the zygotes reaped.
 
-    The tree is bwrap (or unshare) -> server -> zygote -> job processes (the zygote is a fork of the server, with
-    the same command line); each process's own CPU is in its stat, its reaped children's in cutime/cstime.
+    The tree is bwrap (or unshare) -> server -> zygote -> job processes and the kept judge (the zygote is a fork of
+    the server, with the same command line); each process's own CPU is in its stat, its reaped children's in
+    cutime/cstime. Call it between jobs.
     """
-    usage = dict.fromkeys(("server", "zygote", "jobs"), 0.0)
+    usage = dict.fromkeys(("server", "zygote", "jobs", "judge"), 0.0)
     pending = [w.proc.pid for w in sb._workers if w.proc is not None]
     while pending:
         pid = pending.pop()
@@ -109,7 +113,12 @@ def worker_usage(sb: Sandbox) -> dict[str, float]:
             if parent_is_server:
                 usage["zygote"] += own
                 usage["jobs"] += (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
-                continue  # its children are the jobs running now, counted once reaped
+                # Between jobs the only live child is the worker's kept judge (jobs count once reaped).
+                for kid in _children(pid):
+                    kid_fields = _stat(kid)
+                    if kid_fields is not None:
+                        usage["judge"] += (int(kid_fields[11]) + int(kid_fields[12])) / CLOCK_TICKS
+                continue
             usage["server"] += own
         pending += _children(pid)
     return usage
@@ -160,7 +169,9 @@ def calls_per_problem(problems: list[dict]) -> tuple[float, float]:
     for p in problems:
         solution: dict = {}
         exec(p["prompt"] + p["canonical_solution"], solution)
-        namespace = {k: counted(v) if callable(v) and not isinstance(v, type) else v for k, v in solution.items()}
+        namespace = {
+            k: counted(v) if callable(v) and not isinstance(v, type) else v for k, v in solution.items()
+        }
         t = time.perf_counter()
         exec(tests_of(p), namespace)
         seconds += time.perf_counter() - t
@@ -168,9 +179,13 @@ def calls_per_problem(problems: list[dict]) -> tuple[float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--workers", type=int, default=2, help="workers for every method (default: 2)")
-    parser.add_argument("--rounds", type=int, default=1, help="passes over the 164 problems per method (default: 1)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="passes over the 164 problems per method (default: 1)"
+    )
     parser.add_argument("--slices", type=int, default=4, help="turns per round (default: 4)")
     parser.add_argument("--subprocess", action="store_true", help="also time a fresh interpreter per sample")
     args = parser.parse_args()
@@ -180,7 +195,9 @@ def main() -> int:
     start = time.perf_counter()
     sb = Sandbox(workers=args.workers, limits=Limits(timeout_s=TIMEOUT_S))
     print(f"sandbox: {args.workers} workers started in {time.perf_counter() - start:.2f} s (not timed below)")
-    print(f"sandbox protections: {', '.join(sb.protections)} (missing: {', '.join(sb.missing_protections()) or 'none'})")
+    print(
+        f"sandbox protections: {', '.join(sb.protections)} (missing: {', '.join(sb.missing_protections()) or 'none'})"
+    )
     methods = {
         "judge": lambda chunk: run_sandbox(sb, chunk, "judge"),
         "in-process": lambda chunk: run_sandbox(sb, chunk, "in_process"),
@@ -190,7 +207,9 @@ def main() -> int:
         methods["subprocess"] = lambda chunk: run_subprocess(chunk, args.workers)
     seconds = dict.fromkeys(methods, 0.0)
     passed = dict.fromkeys(methods, 0)
-    cost = {m: dict.fromkeys(("host", "server", "zygote", "jobs"), 0.0) for m in ("judge", "in-process")}
+    cost = {
+        m: dict.fromkeys(("host", "server", "zygote", "jobs", "judge"), 0.0) for m in ("judge", "in-process")
+    }
     size = -(-len(problems) // args.slices)
     try:
         for mode in ("judge", "in_process"):
@@ -217,11 +236,13 @@ def main() -> int:
     total = len(problems) * args.rounds
     rates = {name: total / seconds[name] for name in methods}
     for name in methods:
-        print(f"{name:>11}: {rates[name]:7.1f} exec/s  ({seconds[name]:.2f} s, {passed[name]}/{total} passed)")
+        print(
+            f"{name:>11}: {rates[name]:7.1f} exec/s  ({seconds[name]:.2f} s, {passed[name]}/{total} passed)"
+        )
     for name in ("judge", "in-process"):
         per_job = {k: v * 1000 / total for k, v in cost[name].items()}
         print(f"{name} cost per job, CPU ms: host {per_job['host']:.2f}, server {per_job['server']:.2f}, "
-              f"zygote {per_job['zygote']:.2f}, job processes {per_job['jobs']:.2f}")  # fmt: skip
+              f"zygote {per_job['zygote']:.2f}, job processes {per_job['jobs']:.2f}, kept judge {per_job['judge']:.2f}")  # fmt: skip
     print(f"trivial job (one call, one assert), CPU ms of the worker: judge {trivial['judge']:.2f}, "
           f"in-process {trivial['in_process']:.2f}")  # fmt: skip
     print(f"one call across the judge's pipe: {per_call:.0f} us wall; HumanEval tests make {calls:.1f} calls per "

@@ -92,3 +92,18 @@ def choose(style: str, tests: str | None, forced: str | None = None) -> str:
     if forced is not None:
         return forced
     return IN_PROCESS if why_in_process(style, tests) is not None else JUDGE
+
+
+FRESH_JUDGE_NAMES = frozenset({"eval", "exec", "compile", "breakpoint"})
+
+
+@functools.lru_cache(maxsize=1024)
+def needs_fresh_judge(style: str, tests: str | None) -> bool:
+    """Could these tests run code the solution hands them (`eval(candidate(x))`)? Then they get a judge of their
+    own, forked for this job, rather than the worker's kept judge: code of the solution's that ran there could
+    otherwise reach the verdicts of later jobs."""
+    try:
+        tree = ast.parse(tests or "")
+    except SyntaxError:
+        return False
+    return any(isinstance(n, ast.Name) and n.id in FRESH_JUDGE_NAMES for n in ast.walk(tree))

@@ -653,8 +653,8 @@ def _outcome_recorder(judge: Judge, report: dict) -> Any:
     return record
 
 
-def run(payload: dict, compiled: bytes, calls_in: int, calls_out: int, report_fd: int) -> NoReturn:
-    """Run the tests against the contestant on the other end of the channel; write the report; exit."""
+def judge_job(payload: dict, compiled: bytes, calls_in: int, calls_out: int) -> dict:
+    """Run one job's tests against the contestant on the other end of the channel; the report."""
     global _JUDGE
     judge = _JUDGE = Judge(Channel(calls_in, calls_out))
     style, name = payload["style"], payload["module_name"]
@@ -663,6 +663,7 @@ def run(payload: dict, compiled: bytes, calls_in: int, calls_out: int, report_fd
     source = payload["tests"]
     linecache.cache[tests_path] = (len(source), None, source.splitlines(True), tests_path)
     report = _REPORT
+    report.clear()
     report.update(phase="start", statements=0, exception=None, tampering=[], asserts=0)
     try:
         first = judge.channel.receive(judge.hook)
@@ -694,10 +695,77 @@ def run(payload: dict, compiled: bytes, calls_in: int, calls_out: int, report_fd
             f"the solution's process broke the judge's protocol: {judge.protocol_error}"[:300]
         ]
     report["done"] = True
+    _JUDGE = None
+    return dict(report)
+
+
+def _write_report(fd: int, report: dict) -> None:
     data = json.dumps(report, default=str).encode()
     while data:
-        data = data[os.write(report_fd, data) :]
+        data = data[os.write(fd, data) :]
+
+
+def run(payload: dict, compiled: bytes, calls_in: int, calls_out: int, report_fd: int) -> NoReturn:
+    """A judge for one job (the tests could hand the solution code to run here): judge it, report, exit."""
+    _write_report(report_fd, judge_job(payload, compiled, calls_in, calls_out))
     os._exit(0)
+
+
+def serve(sock_fd: int) -> NoReturn:
+    """A judge kept for many jobs of one worker: each job's descriptors and payload come on `sock_fd`.
+
+    Between jobs it keeps nothing of the last one that could change the next verdict: the solution's and the
+    tests' modules are dropped, the recursion limit and the random generator are reset, and it works in the new
+    job's run directory. The server replaces it after a timeout, a crash, or a job it did not finish.
+    """
+    import gc
+    import random
+    import socket
+
+    from sandbox.zygote import read_payload
+
+    sock = socket.socket(fileno=sock_fd)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    recursion_limit = sys.getrecursionlimit()
+    jobs = 0
+    while True:
+        try:
+            data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 8)
+        except OSError:
+            os._exit(0)
+        if not data or len(fds) != 6:
+            os._exit(0)
+        header = json.loads(data)
+        calls_in, calls_out, stdout, stderr, report_fd, payload_fd = fds
+        os.dup2(stdout, 1)
+        os.dup2(stderr, 2)
+        os.close(stdout)
+        os.close(stderr)
+        os.chdir(header["run_dir"])
+        sys.setrecursionlimit(recursion_limit)
+        random.seed()
+        payload, compiled = read_payload(payload_fd)
+        for name in (payload["module_name"], "test_" + payload["module_name"]):
+            sys.modules.pop(name, None)
+        try:
+            report = judge_job(payload, compiled, calls_in, calls_out)
+        except BaseException as exc:  # noqa: BLE001 - a bug here must not cost the worker; this job errs
+            report = {"done": False, "error": f"{type(exc).__name__}: {exc}"}
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except BaseException:  # noqa: BLE001
+                pass
+        os.dup2(devnull, 1)  # the job's output pipes must close for the server to see their end
+        os.dup2(devnull, 2)
+        os.close(calls_in)
+        os.close(calls_out)
+        linecache.cache.pop(payload["tests_path"], None)
+        _write_report(report_fd, report)
+        os.close(report_fd)
+        jobs += 1
+        if jobs % 50 == 0:
+            gc.collect()
 
 
 def _run_tests(judge: Judge, style: str, name: str, module: Handle, public: list[str], values: Any,

@@ -30,6 +30,7 @@ import json
 import marshal
 import operator
 import os
+import struct
 import sys
 import types
 import unittest
@@ -227,7 +228,90 @@ class _IOVec(ctypes.Structure):
 
 
 _VERSION_OFFSET = 3 * ctypes.sizeof(ctypes.c_ssize_t)  # a dict's ma_version_tag: after refcnt, type, ma_used
-_IOV_MAX = 1024
+_libc = ctypes.CDLL(None, use_errno=True)
+_readv = _libc.process_vm_readv
+_readv.restype = ctypes.c_ssize_t
+_readv.argtypes = [
+    ctypes.c_int,
+    ctypes.c_void_p,
+    ctypes.c_ulong,
+    ctypes.c_void_p,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+
+
+class VersionTable:
+    """The version tags of many dicts, read without touching the dicts.
+
+    CPython 3.11 keeps a version tag in every dict (PEP 509) that changes on every modification; the tag is read
+    through a ctypes view made in the zygote, so the forked job copies none of the dicts' pages, and only a dict
+    whose tag moved is compared by content. `usable` is False where this interpreter does not behave so, and then
+    every dict is compared by content.
+    """
+
+    def __init__(self, dicts: list[dict], probe: bool = True) -> None:
+        self.count = len(dicts)
+        self.views = [ctypes.c_uint64.from_address(_id(d) + _VERSION_OFFSET) for d in dicts]
+        self.usable = not probe or (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
+                                    and _tags_move())  # fmt: skip
+        self.baseline = [v.value for v in self.views] if self.usable else []
+
+    def changed(self, indices: Any = None) -> list[int]:
+        """Those of `indices` (default: all) whose tag differs from the baseline (all of them, if unusable)."""
+        indices = range(self.count) if indices is None else indices
+        if not self.usable:
+            return list(indices)
+        views, baseline = self.views, self.baseline
+        return [i for i in indices if views[i].value != baseline[i]]
+
+    def accept(self, index: int) -> None:
+        """The dict at `index` changed but was found unchanged by content: take its new tag as the baseline."""
+        if self.usable:
+            self.baseline[index] = self.views[index].value
+
+
+class DictEntries:
+    """The (key, value) pointer pairs of one dict, read from this process's memory without touching the objects.
+
+    Walking sys.modules from Python would write the reference count of every module (and of its name) and so copy
+    about 300 pages of the zygote per job; reading the dict's entry table raw touches none. Layout of CPython 3.11,
+    checked against the real dict in the zygote (`usable`).
+    """
+
+    _HEADER = 48  # PyDictObject: refcnt, type, ma_used, ma_version_tag, ma_keys, ma_values
+    _KEYS_HEADER = (
+        32  # PyDictKeysObject: refcnt, log2_size, log2_index_bytes, kind, version, usable, nentries
+    )
+
+    def __init__(self, d: dict, table: VersionTable) -> None:
+        self.d, self.readv = d, _readv
+        try:
+            self.usable = self.pairs() == {(_id(k), _id(v)) for k, v in d.items()}
+        except (OSError, ValueError, struct.error):
+            self.usable = False
+
+    def _read(self, address: int, size: int) -> bytes:
+        buffer = ctypes.create_string_buffer(size)
+        local, remote = _IOVec(ctypes.addressof(buffer), size), _IOVec(address, size)
+        if self.readv(_getpid(), ctypes.byref(local), 1, ctypes.byref(remote), 1, 0) != size:
+            raise OSError(ctypes.get_errno(), "process_vm_readv")
+        return buffer.raw
+
+    def pairs(self) -> set[tuple[int, int]]:
+        _, _, _, _, keys, values = struct.unpack("6Q", self._read(_id(self.d), self._HEADER))
+        if values:
+            raise ValueError("a split dict")
+        header = self._read(keys, self._KEYS_HEADER)
+        log2_index_bytes, kind = header[9], header[10]
+        (nentries,) = struct.unpack_from("q", header, 24)
+        width = 24 if kind == 0 else 16  # DICT_KEYS_GENERAL entries carry the hash too
+        raw = self._read(keys + self._KEYS_HEADER + (1 << log2_index_bytes), width * nentries)
+        words = memoryview(raw).cast("Q")
+        step, first = width // 8, width // 8 - 2
+        return {
+            (words[i + first], words[i + first + 1]) for i in range(0, len(words), step) if words[i + first]
+        }
 
 
 def _tags_move() -> bool:
@@ -235,63 +319,12 @@ def _tags_move() -> bool:
     try:
         probe = {"a": 1}
         table = VersionTable([probe], probe=False)
-        before = table.read()
+        before = table.views[0].value
         probe["a"] = 2
-        after = table.read()
-        return before != after and table.read() == after
+        after = table.views[0].value
+        return before != after and table.views[0].value == after
     except (OSError, AttributeError, ValueError):
         return False
-
-
-class VersionTable:
-    """The version tags of many dicts, read with one process_vm_readv(2) of this process's own memory.
-
-    CPython 3.11 keeps a version tag in every dict (PEP 509) that changes on every modification. Reading them all
-    in one system call costs microseconds and touches none of the dicts (so the forked job copies no pages); only
-    a dict whose tag moved is then compared by content. Built in the zygote; `usable` is False where this
-    interpreter does not behave so, and then every dict is compared by content.
-    """
-
-    def __init__(self, dicts: list[dict], probe: bool = True) -> None:
-        self.count = len(dicts)
-        self.buffer = (ctypes.c_uint64 * max(self.count, 1))()
-        self.remote = (_IOVec * max(self.count, 1))(*[_IOVec(_id(d) + _VERSION_OFFSET, 8) for d in dicts])
-        self.chunks = [
-            (_IOVec(ctypes.addressof(self.buffer) + 8 * i, 8 * min(_IOV_MAX, self.count - i)),
-             ctypes.addressof(self.remote) + ctypes.sizeof(_IOVec) * i, min(_IOV_MAX, self.count - i))
-            for i in range(0, self.count, _IOV_MAX)
-        ]  # fmt: skip
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._readv = libc.process_vm_readv
-        self._readv.restype = ctypes.c_ssize_t
-        self._readv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
-                                ctypes.c_ulong]  # fmt: skip
-        self.usable = not probe or (sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11)
-                                    and _tags_move())  # fmt: skip
-        self.baseline = bytearray(self.read()) if self.usable else bytearray()
-
-    def read(self) -> bytes:
-        pid = _getpid()
-        for local, remote, count in self.chunks:
-            if self._readv(pid, ctypes.byref(local), 1, remote, count, 0) != local.len:
-                raise OSError(ctypes.get_errno(), "process_vm_readv")
-        return bytes(self.buffer)[: 8 * self.count]
-
-    def changed(self) -> list[int]:
-        """Indices of the dicts whose tag differs from the baseline (every index when the table is unusable)."""
-        if not self.usable:
-            return list(range(self.count))
-        now = self.read()
-        if now == self.baseline:
-            return []
-        old, new = memoryview(self.baseline).cast("Q"), memoryview(now).cast("Q")
-        return [i for i in range(self.count) if old[i] != new[i]]
-
-    def accept(self, index: int) -> None:
-        """The dict at `index` changed but was found unchanged by content: take its new tag as the baseline."""
-        if self.usable:
-            now = self.read()
-            self.baseline[8 * index : 8 * index + 8] = now[8 * index : 8 * index + 8]
 
 
 # Keys that appear in module and class namespaces without anyone patching anything.
@@ -381,16 +414,39 @@ class Snapshot:
         self.watches = self.strict + [w for group in self.modules.values() for w in group]
         self.table = VersionTable([w.namespace for w in self.watches] + [sys.modules])
         TABLE_USABLE[0] = self.table.usable
+        self.modules_raw = DictEntries(sys.modules, self.table)
+        self.module_pairs = {(_id(k), _id(v)) for k, v in sys.modules.items()}
 
     def _import_system(self) -> str | None:
-        for hooks, now, name in zip(self.hooks, (sys.meta_path, sys.path_hooks), ("meta_path", "path_hooks"), strict=True):
+        for hooks, now, name in zip(
+            self.hooks, (sys.meta_path, sys.path_hooks), ("meta_path", "path_hooks"), strict=True
+        ):
             if _len(hooks) != _len(now) or any(a is not b for a, b in zip(hooks, now, strict=True)):
                 return f"sys.{name} was changed"
+        if self.modules_raw.usable:
+            try:
+                now = self.modules_raw.pairs()
+            except (OSError, ValueError, struct.error):
+                now = None
+            if now is not None:
+                if not self.module_pairs <= now:
+                    return "sys.modules: a module of the zygote's was replaced or removed"
+                for key_address, module_address in now - self.module_pairs:
+                    # Only the new entries are looked at as objects (the dict holds them: the addresses are live).
+                    name = ctypes.cast(key_address, ctypes.py_object).value
+                    module = ctypes.cast(module_address, ctypes.py_object).value
+                    if name not in _RUN["own_modules"] and not _genuine(name, module):
+                        return f"sys.modules[{name!r}] holds a module that was not imported"
+                return None
         for name, module in self.sys_modules.items():
             if sys.modules.get(name) is not module:
                 return f"sys.modules[{name!r}] was replaced or removed"
         for name, module in list(sys.modules.items()):
-            if name not in self.sys_modules and name not in _RUN["own_modules"] and not _genuine(name, module):
+            if (
+                name not in self.sys_modules
+                and name not in _RUN["own_modules"]
+                and not _genuine(name, module)
+            ):
                 return f"sys.modules[{name!r}] holds a module that was not imported"
         return None
 

@@ -18,11 +18,12 @@ import random
 import secrets
 import select
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
 
-from sandbox import linux, verdict, zygote
+from sandbox import isolation, linux, verdict, zygote
 from sandbox.cgroup import JobCgroup
 from sandbox.scratch import RUN_DIR, CleanupFailed, Scratch
 from sandbox.testcode import compile_tests, expected_tests
@@ -45,6 +46,49 @@ class Worker:
     zygote: zygote.ZygoteClient | None = None
     cgroup: JobCgroup | None = None
     broken: str | None = None  # why the worker must be replaced (its clean-up failed)
+    judge: PersistentJudge | None = None
+
+
+# The judge kept for many jobs: no CPU limit (it would add up over jobs; the server's clock bounds each job).
+JUDGE_LIMITS = {"memory_mb": 4096, "timeout_s": 1_000_000, "file_mb": 64, "max_processes": 64}
+
+
+@dataclass
+class PersistentJudge:
+    """A judge process that runs the tests of many jobs (see judge.serve); replaced after any job it did not end."""
+
+    pid: int
+    pidfd: int
+    sock: socket.socket
+
+    @classmethod
+    def start(cls, worker: Worker) -> PersistentJudge:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            process = {"role": "judge_server", "uid": worker.judge_uid, "limits": JUDGE_LIMITS, "run_dir": "/",
+                       "fds": {"0": 0, "1": 0, "2": 0, "3": 1}, "sock_fd": 3}  # fmt: skip
+            ((pid, pidfd),) = worker.zygote.spawn([process], [devnull, theirs.fileno()])
+        finally:
+            os.close(devnull)
+            theirs.close()
+        return cls(pid, pidfd, ours)
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def give(self, run_dir: str, fds: list[int]) -> None:
+        socket.send_fds(self.sock, [json.dumps({"run_dir": run_dir}).encode()], fds)
+
+    def stop(self, worker: Worker) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if worker.zygote is not None:
+            worker.zygote.reap([self.pid])
+        os.close(self.pidfd)
+        self.sock.close()
 
 
 def _cover_homes(hidden: list[str], keep: list[str]) -> None:
@@ -224,6 +268,8 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
         return len(sent) - 1
 
     job = {"uid": worker.uid, "limits": limits_dict, "run_dir": run_dir}
+    keeper: PersistentJudge | None = None
+    judge_fds: list[int] = []
     cgroup = {"6": passing(worker.cgroup.procs_fd)} if worker.cgroup is not None else {}
     std = {"0": passing(_stdin_fd(fds, spec.get("stdin"))), "1": passing(out_w), "2": passing(err_w)}
     coverage = bool(spec.get("coverage"))
@@ -244,6 +290,13 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
         cpay = fds.add(zygote.write_payload(contestant_payload))
         jpay = fds.add(zygote.write_payload(judge_payload, compiled))
         devnull = fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        if not isolation.needs_fresh_judge(style, spec["tests"]):
+            keeper = worker.judge if worker.judge is not None and worker.judge.alive() else None
+            if keeper is None:
+                if worker.judge is not None:
+                    worker.judge.stop(worker)
+                keeper = worker.judge = PersistentJudge.start(worker)
+            judge_fds = [to_judge_r, to_contestant_w, out_w, err_w, rep_w, jpay]
         processes = [
             dict(job, role="contestant", fds={**std, "3": passing(to_contestant_r), "4": passing(to_judge_w),
                  "5": passing(cpay), **cgroup}, calls_in=3, calls_out=4, payload_fd=5, cgroup_fd=6 if cgroup else None),
@@ -251,6 +304,8 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
                  "3": passing(to_judge_r), "4": passing(to_contestant_w), "5": passing(jpay), "6": passing(rep_w)},
                  calls_in=3, calls_out=4, payload_fd=5, report_fd=6),
         ]  # fmt: skip
+        if keeper is not None:
+            processes.pop()  # the worker's kept judge runs the tests; only the contestant is forked
     else:
         nonce_r, nonce_hash = _nonce_pipe(fds)
         report_fd, nonce_fd = random.sample(range(*FD_RANGE), 2)
@@ -262,15 +317,24 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
                           str(nonce_fd): passing(nonce_r), **cgroup}, payload_fd=5, report_fd=report_fd,
                           nonce_fd=nonce_fd, cgroup_fd=6 if cgroup else None)]  # fmt: skip
     start = time.monotonic()
-    spawned = worker.zygote.spawn(processes, sent)
-    for fd in set(sent) - {out_r, err_r, rep_r} - ({worker.cgroup.procs_fd} if worker.cgroup else set()):
-        fds.close(fd)
+    # Only the descriptors of the processes actually forked go to the zygote (the kept judge gets its own).
+    used = sorted({i for p in processes for i in p["fds"].values()})
+    renumber = {old: new for new, old in enumerate(used)}
+    for p in processes:
+        p["fds"] = {t: renumber[i] for t, i in p["fds"].items()}
+    spawned = worker.zygote.spawn(processes, [sent[i] for i in used])
+    if keeper is not None:
+        keeper.give(run_dir, judge_fds)
+    for fd in set(sent) | set(judge_fds):
+        if fd not in (out_r, err_r, rep_r) and not (worker.cgroup and fd == worker.cgroup.procs_fd):
+            fds.close(fd)
     pids = [pid for pid, _ in spawned]
     pidfds = [fds.add(pidfd) for _, pidfd in spawned]
     out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
     report = _Capture(rep_r, REPORT_CAP)
-    # The job is over when its last process that decides (the judge, or the only process) has exited.
-    decider = pidfds[-1]
+    # The job is over when the process that decides (the judge, or the only process) has exited, or the kept
+    # judge has written and closed the report.
+    decider = None if keeper is not None else pidfds[-1]
     try:
         kill_reason = _supervise(start + limits.timeout_s, out, err, report, decider)
     finally:
@@ -280,6 +344,9 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
             except ProcessLookupError:
                 pass
         statuses = worker.zygote.reap(pids)
+        if keeper is not None and not report.eof:
+            keeper.stop(worker)  # it did not finish this job: a new one for the next
+            worker.judge = None
         kill_leftovers(worker)
     _drain(out, err, report)
     wall_ms = (time.monotonic() - start) * 1000
@@ -292,7 +359,8 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
         result = verdict.decide_program(report=bytes(report.data), exit_status=status_of[0][0], **common)
     elif mode == "judge":
         result = verdict.decide_judged(
-            report=bytes(report.data), contestant_status=status_of[0][0], judge_status=status_of[1][0],
+            report=bytes(report.data), contestant_status=status_of[0][0],
+            judge_status=status_of[1][0] if len(status_of) > 1 else None,
             expected=expected_tests(style, spec["tests"]), module_name=name, **common,
         )  # fmt: skip
     else:
@@ -312,17 +380,19 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
     return result
 
 
-def _supervise(deadline: float, out: _Capture, err: _Capture, report: _Capture, decider: int) -> str | None:
-    """Pump the pipes until the deciding process exits; why the job was cut short, or None."""
+def _supervise(
+    deadline: float, out: _Capture, err: _Capture, report: _Capture, decider: int | None
+) -> str | None:
+    """Pump the pipes until the deciding process exits (`decider`, a pidfd) or, without one, until the report
+    ends; why the job was cut short, or None."""
     while True:
         open_pipes = [p for p in (out, err, report) if not p.eof]
-        ready, _, _ = select.select(
-            [decider] + [p.fd for p in open_pipes], [], [], max(deadline - time.monotonic(), 0)
-        )
+        watched = ([decider] if decider is not None else []) + [p.fd for p in open_pipes]
+        ready, _, _ = select.select(watched, [], [], max(deadline - time.monotonic(), 0))
         for p in open_pipes:
             if p.fd in ready:
                 p.read()
-        if decider in ready:
+        if (decider is not None and decider in ready) or (decider is None and report.eof):
             return None
         if out.overflow or err.overflow:
             return "output_limit"
@@ -347,7 +417,12 @@ def _drain(*captures: _Capture) -> None:
 def kill_leftovers(worker: Worker) -> None:
     """SIGKILL every process the job left behind, and wait until they are gone (or mark the worker broken)."""
     if worker.own_pid_namespace:
-        keep = {1, os.getpid(), worker.zygote.pid if worker.zygote else -1}
+        keep = {
+            1,
+            os.getpid(),
+            worker.zygote.pid if worker.zygote else -1,
+            worker.judge.pid if worker.judge else -1,
+        }
         deadline = time.monotonic() + LEFTOVER_PATIENCE_S
         while True:
             alive = [
@@ -366,8 +441,8 @@ def kill_leftovers(worker: Worker) -> None:
                 return
             time.sleep(0.001)
     elif os.geteuid() == 0:
-        # No PID namespace: kill everything running as the job's uids, from helpers that have those uids.
-        for uid in (worker.uid, worker.judge_uid):
+        # No PID namespace: kill everything running as the job's uid, from a helper that has that uid.
+        for uid in (worker.uid,):
             helper = os.fork()
             if helper == 0:
                 try:
@@ -441,7 +516,7 @@ def _serve(config: dict) -> None:
     linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # done once here, inherited by every process forked later
     worker.scratch = Scratch(worker.private_tmp, config["keep"])
     if worker.private_tmp:
-        worker.scratch.fresh()  # the host's temporary directories are never seen by any job
+        worker.scratch.mount()  # the host's temporary directories are never seen by any job
     if config.get("cgroup_fd") is not None:
         try:
             worker.cgroup = JobCgroup(config["cgroup_fd"])
@@ -456,9 +531,6 @@ def _serve(config: dict) -> None:
         try:
             result = run_job(request, worker)
         except Exception as exc:  # noqa: BLE001 - a server bug must become a result, not a dead worker
-            import traceback
-
-            traceback.print_exc()
             result = {
                 "status": "error",
                 "error_type": "SandboxError",

@@ -240,7 +240,7 @@ def _become(process: dict, received: list[int], config: dict) -> NoReturn:
     _place(targets)
     os.setsid()  # its own session, so a kill of "its process group" cannot reach the server
     root = os.geteuid() == 0
-    untrusted = role != "judge"
+    untrusted = role not in ("judge", "judge_server")
     cgroup_fd = process.get("cgroup_fd")
     if untrusted and cgroup_fd is not None:
         os.write(cgroup_fd, b"0")  # join the job's memory cgroup (the descriptor was opened by root)
@@ -253,10 +253,11 @@ def _become(process: dict, received: list[int], config: dict) -> NoReturn:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    try:
-        linux.fresh_keyrings(clear_user_keyrings=root)
-    except OSError:
-        pass  # reported as a missing protection by the server's start-up probe
+    if untrusted:
+        try:
+            linux.fresh_keyrings(clear_user_keyrings=root)
+        except OSError:
+            pass  # reported as a missing protection by the server's start-up probe
     if not config["own_pid_namespace"]:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
     if not untrusted:
@@ -270,7 +271,11 @@ def _become(process: dict, received: list[int], config: dict) -> NoReturn:
     sys.path_importer_cache.pop(run_dir, None)  # cached as missing while the zygote had no run dir
     # sys.stdin, sys.stdout and sys.stderr already read and write fds 0, 1 and 2 (now the job's) and hold nothing:
     # the zygote never reads or prints.
-    payload, compiled = _read_payload(process["payload_fd"])
+    if role == "judge_server":
+        from sandbox import judge
+
+        judge.serve(process["sock_fd"])
+    payload, compiled = read_payload(process["payload_fd"])
     sys.argv = [payload.get("code_path", "")]
     if role == "contestant":
         from sandbox import contestant
@@ -297,7 +302,7 @@ def _job_environment(run_dir: str) -> None:
     os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
 
 
-def _read_payload(fd: int) -> tuple[dict, bytes]:
+def read_payload(fd: int) -> tuple[dict, bytes]:
     """The job's payload from its memfd: a JSON line, then the marshalled test code (if any)."""
     os.lseek(fd, 0, os.SEEK_SET)
     chunks = []
@@ -310,7 +315,7 @@ def _read_payload(fd: int) -> tuple[dict, bytes]:
 
 
 def write_payload(payload: dict, compiled: bytes = b"") -> int:
-    """A memfd holding a job's payload for one of its processes (read by _read_payload after the fork)."""
+    """A memfd holding a job's payload for one of its processes (read by read_payload after the fork)."""
     fd = os.memfd_create("payload", os.MFD_CLOEXEC)
     data = memoryview(json.dumps(payload).encode() + b"\n" + compiled)
     while data:
