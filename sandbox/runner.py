@@ -542,7 +542,9 @@ def _record_text(
     return _escape(_repr(obj)[:300])
 
 
-def _emit(fd: int, record: list, _write: Any = _write, _text: Any = _record_text) -> None:
+def _emit(fd: int, owner: int, record: list, _write: Any = _write, _text: Any = _record_text) -> None:
+    if _getpid() != owner:
+        return  # a process the code forked: only the job itself reports
     body = _text(record).encode("utf-8", "replace")
     data = b"R%08d" % _len(body) + body
     while data:
@@ -758,7 +760,7 @@ def _run_module_tests(payload: dict, tests: _Tests, code: tuple) -> None:
 def execute(payload: dict, compiled: bytes, result_fd: int, nonce_fd: int) -> NoReturn:
     """Run one in-process job in this (already isolated) process and stream its report to `result_fd`."""
     owner = _getpid()
-    emit = functools.partial(_emit, result_fd)
+    emit = functools.partial(_emit, result_fd, owner)
     name = payload["module_name"]
     _RUN.update(tampering=[], asserts=0, guard=True, emit=emit, own_modules={name, "test_" + name, "pytest"})
     _SAFE.clear()

@@ -337,6 +337,10 @@ def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_d
     decider = None if keeper is not None else pidfds[-1]
     try:
         kill_reason = _supervise(start + limits.timeout_s, out, err, report, decider)
+        if kill_reason is None:
+            # Once the tests are done the contestant's channel is closed and it ends by itself: give it a moment,
+            # so that a process that ended on its own is not reported as killed.
+            _wait_for_exit(pidfds, min(time.monotonic() + 0.5, start + limits.timeout_s), out, err)
     finally:
         for pidfd in pidfds:
             try:
@@ -400,6 +404,19 @@ def _supervise(
             return "report_overflow"
         if time.monotonic() >= deadline:
             return "timeout"
+
+
+def _wait_for_exit(pidfds: list[int], until: float, *captures: _Capture) -> None:
+    waiting = list(pidfds)
+    while waiting and time.monotonic() < until:
+        open_pipes = [c for c in captures if not c.eof]
+        ready, _, _ = select.select(
+            waiting + [c.fd for c in open_pipes], [], [], max(until - time.monotonic(), 0)
+        )
+        for c in open_pipes:
+            if c.fd in ready:
+                c.read()
+        waiting = [p for p in waiting if p not in ready]
 
 
 def _drain(*captures: _Capture) -> None:

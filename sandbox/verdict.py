@@ -41,6 +41,9 @@ def tests_do_not_compile(error: dict) -> dict:
 
 
 def _cut_short(kill_reason: str | None, memory_killed: bool) -> dict | None:
+    if memory_killed:  # first: a job whose process the memory cgroup killed may then hang or lose its output
+        return {"status": "memory_limit", "error_type": "MemoryLimit",
+                "message": "the job's processes used more memory than its limit (killed by its memory cgroup)"}  # fmt: skip
     if kill_reason == "timeout":
         return {"status": "timeout", "error_type": "Timeout", "message": "wall-clock time limit exceeded"}
     if kill_reason == "output_limit":
@@ -51,9 +54,6 @@ def _cut_short(kill_reason: str | None, memory_killed: bool) -> dict | None:
         }
     if kill_reason == "report_overflow":
         return {"status": "tampering", "error_type": "Tampering", "message": "the result channel was flooded"}
-    if memory_killed:
-        return {"status": "memory_limit", "error_type": "MemoryLimit",
-                "message": "the job's processes used more memory than its limit (killed by its memory cgroup)"}  # fmt: skip
     return None
 
 

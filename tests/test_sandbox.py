@@ -318,7 +318,9 @@ def test_tamper_watch_sees_a_replaced_added_or_restored_name():
     namespace["all"] = lambda items: True
     assert table.changed() == [0] and watch.change() == "ns.all was replaced"
     namespace["all"] = all
-    assert watch.change() is None  # a patch that was undone (mock.patch in a test) is not tampering by content,
+    assert (
+        watch.change() is None
+    )  # a patch that was undone (mock.patch in a test) is not tampering by content,
     assert table.changed() == [0]  # but the write is seen: where nothing may ever be written, it is tampering
     namespace["extra"] = 1
     assert watch.change() == "ns.extra was added"
