@@ -17,7 +17,6 @@ import socket
 
 import pytest
 
-from sandbox import Limits
 from tests.sandbox_cases.corpus import CASES, LIMITS, TIMEOUT_LIMITS, Case
 from tests.sandbox_cases.helpers import HONEST_CODE, HONEST_TESTS, quiet_sandbox, sandbox_processes
 
