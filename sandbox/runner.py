@@ -336,10 +336,17 @@ _UNWATCHED_MODULES = frozenset({"sys", "__main__"})
 _MUTABLE_GLOBALS = frozenset({"tempdir"})
 
 
+def _watched_name(key: str) -> bool:
+    """Names whose change could change what the tests see: public names and dunders (__eq__, __exit__). Other
+    underscore names are caches and flags the standard library itself reassigns (warnings._filters_version,
+    weakref.finalize._dirty)."""
+    return (
+        not key.startswith("_") or (key.startswith("__") and key.endswith("__"))
+    ) and key not in _MUTABLE_GLOBALS
+
+
 def _public(namespace: dict) -> dict:
-    """A module's names that can be patched to change what the tests see: the public ones (private names are
-    caches and counters the standard library itself reassigns, such as warnings._filters_version)."""
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and k not in _MUTABLE_GLOBALS}
+    return {k: v for k, v in namespace.items() if _watched_name(k)}
 
 
 class Watched:
@@ -367,7 +374,7 @@ class Watched:
             for key in d:
                 if key in self.ids or key in _BENIGN_NEW_KEYS:
                     continue
-                if self.public_only and (key.startswith("_") or key in _MUTABLE_GLOBALS):
+                if self.public_only and not _watched_name(key):
                     continue
                 if not _is_submodule(self.name, key, d[key]):
                     return f"{self.name}.{key} was added"
@@ -407,7 +414,7 @@ class Snapshot:
                 if _isinstance(value, type) and value.__module__ == name:
                     inner = gc.get_referents(value.__dict__)[0]
                     if _type(inner) is dict and _id(inner) not in strict_ids:
-                        watches.append(Watched(f"{name}.{value.__qualname__}", inner, False))
+                        watches.append(Watched(f"{name}.{value.__qualname__}", _public(inner), False, inner))
             self.modules.setdefault(name.split(".", 1)[0], []).extend(watches)
         self.sys_modules = dict(sys.modules)
         self.hooks = (list(sys.meta_path), list(sys.path_hooks))
