@@ -89,10 +89,10 @@ def test_sigterm_to_a_process_using_the_sandbox_prints_no_traceback(use_bwrap):
     if use_bwrap and shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed")
     program = (
-        "import sys\nsys.path.insert(0, %r)\nfrom sandbox import Job, Limits, Sandbox\n"
-        "sb = Sandbox(workers=2, limits=Limits(timeout_s=30, output_bytes=100000), use_bwrap=%s, notice=False)\n"
+        f"import sys\nsys.path.insert(0, {ROOT!r})\nfrom sandbox import Job, Limits, Sandbox\n"
+        f"sb = Sandbox(workers=2, limits=Limits(timeout_s=30, output_bytes=100000), use_bwrap={use_bwrap}, notice=False)\n"
         "print('ready', flush=True)\n"
-        "while True:\n    sb.run_many([Job('print(\"x\" * 60000)', 'assert True')] * 8)\n" % (ROOT, use_bwrap)
+        "while True:\n    sb.run_many([Job('print(\"x\" * 60000)', 'assert True')] * 8)\n"
     )
     for attempt in range(3):
         proc = subprocess.Popen(
