@@ -18,6 +18,7 @@ import gc
 import json
 import os
 import resource
+import select
 import signal
 import socket
 import sys
@@ -89,31 +90,41 @@ def _prefixes() -> list[str]:
 
 
 class ZygoteClient:
-    """The server's end of the socket to the zygote."""
+    """The server's end of the socket to the zygote. The zygote reports each child's exit as it reaps it (no
+    request needed): those reports are kept in `exits` as they are read."""
 
     def __init__(self, sock: socket.socket, pid: int) -> None:
         self.sock, self.pid = sock, pid
+        self.exits: dict[int, tuple[int | None, float]] = {}
+
+    def _next(self, want_fds: int = 0) -> tuple[dict, list[int]]:
+        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, max(want_fds, 1))
+        if not data:
+            raise OSError("the zygote is gone")
+        message = json.loads(data)
+        for pid, status, cpu in message.get("exited", ()):
+            self.exits[pid] = (status, cpu)
+        return message, fds
 
     def spawn(self, processes: list[dict], fds: list[int]) -> list[tuple[int, int]]:
         """Fork one process per entry; [(pid, pidfd)]. Raises OSError if the zygote is gone."""
         socket.send_fds(self.sock, [json.dumps({"spawn": processes}).encode()], fds)
-        data, pidfds, _, _ = socket.recv_fds(self.sock, 1 << 16, len(processes))
-        if not data:
-            raise OSError("the zygote is gone")
-        pids = json.loads(data)["pids"]
+        while True:
+            message, pidfds = self._next(len(processes))
+            if "pids" in message:
+                break
+        pids = message["pids"]
         if len(pids) != len(processes) or len(pidfds) != len(processes):
             for fd in pidfds:
                 os.close(fd)
-            raise OSError(f"the zygote could not start the job's processes: {json.loads(data).get('error')}")
+            raise OSError(f"the zygote could not start the job's processes: {message.get('error')}")
         return list(zip(pids, pidfds, strict=True))
 
-    def reap(self, pids: list[int]) -> dict[int, tuple[int, float]]:
-        """Wait for the processes (killed or exited); pid -> (wait status, CPU ms)."""
-        self.sock.sendall(json.dumps({"reap": pids}).encode())
-        data = self.sock.recv(1 << 16)
-        if not data:
-            raise OSError("the zygote is gone")
-        return {pid: (status, cpu) for pid, status, cpu in json.loads(data)["reaped"]}
+    def reap(self, pids: list[int]) -> dict[int, tuple[int | None, float]]:
+        """Wait for the processes (killed or exiting) to be reported; pid -> (wait status, CPU ms)."""
+        while not all(pid in self.exits for pid in pids):
+            self._next()
+        return {pid: self.exits.pop(pid) for pid in pids}
 
 
 def start(config: dict) -> ZygoteClient:
@@ -149,7 +160,20 @@ def main(sock: socket.socket, config: dict) -> NoReturn:
     # Everything imported so far moves out of the collector's reach: forked jobs then do not touch (and copy)
     # those pages when they collect garbage.
     gc.freeze()
+    # Children are reaped as they exit and reported at once, so the server never has to ask.
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, _ignore)
     while True:
+        ready, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except BlockingIOError:
+                pass
+            _report_exits(sock)
+        if sock not in ready:
+            continue
         try:
             data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 64)
         except OSError:
@@ -159,17 +183,26 @@ def main(sock: socket.socket, config: dict) -> NoReturn:
         request = json.loads(data)
         if "spawn" in request:
             _spawn_all(sock, request["spawn"], fds, config)
-        elif "reap" in request:
-            reaped = []
-            for pid in request["reap"]:
-                try:
-                    _, status, usage = os.wait4(pid, 0)
-                    reaped.append([pid, status, (usage.ru_utime + usage.ru_stime) * 1000])
-                except ChildProcessError:
-                    reaped.append([pid, None, 0.0])
-            sock.sendall(json.dumps({"reaped": reaped}).encode())
         for fd in fds:
             os.close(fd)
+
+
+def _ignore(*_: object) -> None:
+    """SIGCHLD only needs to wake the loop (through the wakeup descriptor)."""
+
+
+def _report_exits(sock: socket.socket) -> None:
+    exited = []
+    while True:
+        try:
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        exited.append([pid, status, (usage.ru_utime + usage.ru_stime) * 1000])
+    if exited:
+        sock.sendall(json.dumps({"exited": exited}).encode())
 
 
 def _spawn_all(sock: socket.socket, processes: list[dict], fds: list[int], config: dict) -> None:
@@ -235,6 +268,8 @@ def _set_rlimits(limits: dict, judge: bool) -> None:
 
 def _become(process: dict, received: list[int], config: dict) -> NoReturn:
     """In the forked process: isolate, drop privileges, read the payload, then hand over to the role."""
+    signal.set_wakeup_fd(-1)  # the zygote's SIGCHLD handling is not the job's
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     role = process["role"]
     targets = {int(t): received[i] for t, i in process["fds"].items()}
     _place(targets)
