@@ -14,9 +14,11 @@ import os
 import secrets
 import shutil
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from sandbox import Sandbox
 from tests.sandbox_cases.corpus import CASES, LIMITS, TIMEOUT_LIMITS, Case
 from tests.sandbox_cases.helpers import HONEST_CODE, HONEST_TESTS, quiet_sandbox, sandbox_processes
 
@@ -68,15 +70,16 @@ def host(tmp_path_factory):
     listener.listen(8)
     listener.setblocking(False)
     os.environ["SANDBOX_TEST_TOKEN"] = token
-    boxes = {}
+    contexts, boxes = [], {}
     for setup in SETUPS:
-        context = quiet_sandbox(workers=1, limits=LIMITS, use_bwrap=setup == "bwrap")
-        boxes[setup] = (context, context.__enter__())
+        for _ in range(2):  # two single-worker sandboxes per setup: the corpus runs on both at once
+            context = quiet_sandbox(workers=1, limits=LIMITS, use_bwrap=setup == "bwrap")
+            contexts.append(context)
+            boxes.setdefault(setup, []).append(context.__enter__())
     values = dict(canary=canary, open_canary=open_canary, tmp_canary=tmp_canary, secret=secret,
                   port=listener.getsockname()[1], canary_dir=base, token8=token[:8])  # fmt: skip
-    yield dict(boxes={s: b for s, (_, b) in boxes.items()}, token=token, key_token=key_token, listener=listener,
-               values=values, base=base)  # fmt: skip
-    for context, _ in boxes.values():
+    yield dict(boxes=boxes, token=token, key_token=key_token, listener=listener, values=values, base=base)
+    for context in contexts:
         context.__exit__(None, None, None)
     os.environ.pop("SANDBOX_TEST_TOKEN", None)
     listener.close()
@@ -92,6 +95,60 @@ def _fill(text: str | None, values: dict) -> str | None:
     return text
 
 
+def _host_findings(host: dict, box: Sandbox) -> list[str]:
+    """What a job changed on the host, or left running."""
+    found, values = [], host["values"]
+    for key in ("canary", "tmp_canary", "open_canary"):
+        with open(values[key]) as f:
+            if f.read() != "original\n":
+                found.append(f"{key} was changed")
+    if sorted(os.listdir(host["base"])) != ["canary.txt", "world-writable.txt"]:
+        found.append(f"files appeared in {host['base']}")
+    for leftover in (f"/run/lock/sandbox-{values['token8']}", f"/dev/shm/sandbox-{values['token8']}"):
+        if os.path.exists(leftover):
+            found.append(f"{leftover} reached the host")
+    if sandbox_processes(box.uids):
+        found.append("a process started by the job is still alive")
+    return found
+
+
+def _run_one(case: Case, mode: str, box: Sandbox, host: dict) -> dict:
+    values = host["values"]
+    limits = case.limits or (TIMEOUT_LIMITS if case.expected(mode) == "timeout" else LIMITS)
+    stdio = case.style == "stdio"
+    result = box.run(
+        _fill(case.code, values), _fill(case.tests, values), case.style,
+        case.stdin if stdio else None, _fill(case.expected_stdout, values) if stdio else None,
+        limits=limits, isolation=mode if not stdio else None,
+    )  # fmt: skip
+    findings = _host_findings(host, box)
+    try:
+        host["listener"].accept()
+        findings.append("a connection reached the host's loopback listener")
+    except BlockingIOError:
+        pass
+    honest = box.run(HONEST_CODE, HONEST_TESTS, isolation=mode if not stdio else None)
+    return {"result": result, "findings": findings, "honest": honest}
+
+
+@pytest.fixture(scope="module")
+def outcomes(host):
+    """Every run of the corpus, each followed by an honest job in the same worker; two workers per setup."""
+    done: dict[tuple[str, str, str], dict] = {}
+    for setup in SETUPS:
+        runs = [(case, mode) for case, mode, s in RUNS if s == setup]
+        lanes = [runs[0::2], runs[1::2]]
+
+        def lane(i: int, lanes: list = lanes, setup: str = setup) -> None:
+            box = host["boxes"][setup][i]
+            for case, mode in lanes[i]:
+                done[(case.id, mode, setup)] = _run_one(case, mode, box, host)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lane, range(2)))
+    return done
+
+
 def test_corpus_is_large_distinct_and_covers_both_modes():
     assert len(CASES) >= 100
     assert len({c.id for c in CASES}) == len(CASES)
@@ -100,16 +157,9 @@ def test_corpus_is_large_distinct_and_covers_both_modes():
 
 
 @pytest.mark.parametrize(("case", "mode", "setup"), RUNS, ids=[f"{c.id}-{m}-{s}" for c, m, s in RUNS])
-def test_hostile_program(case: Case, mode: str, setup: str, host) -> None:
-    box, values = host["boxes"][setup], host["values"]
-    limits = case.limits or (TIMEOUT_LIMITS if case.expected(mode) == "timeout" else LIMITS)
-    stdio = case.style == "stdio"
-    r = box.run(
-        _fill(case.code, values), _fill(case.tests, values), case.style,
-        case.stdin if stdio else None, _fill(case.expected_stdout, values) if stdio else None,
-        limits=limits, isolation=mode if not stdio else None,
-    )  # fmt: skip
-
+def test_hostile_program(case: Case, mode: str, setup: str, host, outcomes) -> None:
+    run = outcomes[(case.id, mode, setup)]
+    r = run["result"]
     assert r.status == case.expected(mode), (
         r.status,
         r.error_type,
@@ -120,26 +170,18 @@ def test_hostile_program(case: Case, mode: str, setup: str, host) -> None:
     assert r.isolation == mode
     if case.error_type is not None and (mode == "judge" or case.in_process is None):
         assert r.error_type == case.error_type, (r.error_type, r.message)
-    # The host is unaffected.
-    for key in ("canary", "tmp_canary", "open_canary"):
-        with open(values[key]) as f:
-            assert f.read() == "original\n", f"{key} was changed"
-    assert sorted(os.listdir(host["base"])) == ["canary.txt", "world-writable.txt"]
-    for leftover in (f"/run/lock/sandbox-{values['token8']}", f"/dev/shm/sandbox-{values['token8']}"):
-        assert not os.path.exists(leftover), f"{leftover} reached the host"
-    assert sandbox_processes(box.uids) == [], "a process started by the job is still alive"
-    with pytest.raises(BlockingIOError):
-        host["listener"].accept()
+    # The host is unaffected, nothing of the job is left, no secret leaked.
+    assert run["findings"] == []
     leaked = " ".join([r.stdout, r.stderr, r.message, r.traceback])
     assert host["token"] not in leaked and host["key_token"] not in leaked
     # The next honest job in the same worker still passes.
-    honest = box.run(HONEST_CODE, HONEST_TESTS, isolation=mode if not stdio else None)
+    honest = run["honest"]
     assert honest.status == "passed", (honest.status, honest.message, honest.stderr[-500:])
 
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_ipc_objects_and_keys_of_a_job_do_not_reach_the_next_job(setup, host):
-    box = host["boxes"][setup]
+    box = host["boxes"][setup][0]
     plant = (
         "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
         "assert libc.shmget(0, 1 << 20, 0o1000 | 0o600) >= 0\n"  # SysV shared memory (IPC_PRIVATE, IPC_CREAT)
@@ -164,7 +206,7 @@ def test_ipc_objects_and_keys_of_a_job_do_not_reach_the_next_job(setup, host):
 
 @pytest.mark.parametrize("setup", SETUPS)
 def test_files_left_in_tmp_do_not_reach_the_next_job(setup, host):
-    box = host["boxes"][setup]
+    box = host["boxes"][setup][0]
     write = "import os\nfor d in ('/tmp', '/var/tmp', '/dev/shm', os.getcwd()):\n    open(os.path.join(d, 'leak'), 'w').write('x')\n"
     assert box.run(write, "assert True").status == "passed"
     check = "import os, glob\nfound = glob.glob('/tmp/**/leak', recursive=True) + glob.glob('/dev/shm/leak') + glob.glob('/var/tmp/leak')\n"
@@ -174,7 +216,7 @@ def test_files_left_in_tmp_do_not_reach_the_next_job(setup, host):
 @pytest.mark.parametrize("setup", SETUPS)
 def test_no_earlier_jobs_tests_in_a_later_jobs_memory(setup, host):
     """Another job's tests (and a stdio job's expected output) are never in the memory a job is forked from."""
-    box = host["boxes"][setup]
+    box = host["boxes"][setup][0]
     marker = "MARK-" + secrets.token_hex(8)
     scan = (
         "import re\nhits = []\nfor line in open('/proc/self/maps'):\n    parts = line.split()\n"
