@@ -12,7 +12,9 @@ import random
 import tempfile
 from dataclasses import dataclass
 
-UID_BASE = 200000
+# Apart from 200000-249999, which earlier versions claimed one uid at a time under other lock names: a machine
+# running both never gives one uid to two workers.
+UID_BASE = 300000
 UID_SLOTS = 25000  # two uids per slot: UID_BASE + 2 * slot (contestant) and the next one (judge)
 UID_LOCK_DIR = os.path.join(tempfile.gettempdir(), "sandbox-uid-locks")
 
