@@ -9,6 +9,7 @@ calls, so the solution cannot forge the verdict. Tests that must share the solut
   `marshal`, `copyreg`; the attributes that reach inside an object (`f.__code__`, `obj.__dict__`, `__class__`,
   `__module__`, `__doc__`, ..., see INTROSPECTION below); the builtins
   `globals`, `locals`, `vars`, `__import__`; `sys.modules`, `sys.stdin` or `sys._getframe`;
+- they subclass a class of the solution's (`class Special(solution.Base)`: a handle cannot be a base class);
 - they run it in ways a call cannot carry: threads, processes or temporary files made by the tests (`threading`,
   `concurrent`, `multiprocessing`, `subprocess`, `asyncio`, `signal`, `tempfile`), warnings or log records the
   solution emits (`warnings`, `logging`, `assertWarns`, `assertLogs`, `pytest.warns`, `recwarn`, `caplog`).
@@ -44,8 +45,27 @@ INTROSPECTION = frozenset({
 NEEDS_PROCESS_SYS = frozenset({"modules", "stdin", "_getframe", "settrace", "setprofile"})
 
 
-def _reason(tree: ast.AST) -> str | None:
+def _solution_names(tree: ast.AST, module_name: str) -> set[str]:
+    """Names the tests bind to the solution's module or to names imported from it."""
+    names = set()
     for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == module_name and not node.level:
+            names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.asname or a.name for a in node.names if a.name == module_name}
+    return names
+
+
+def _reason(tree: ast.AST, module_name: str) -> str | None:
+    solution = _solution_names(tree, module_name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                root = base
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                if isinstance(root, ast.Name) and root.id in solution:
+                    return f"subclasses {ast.unparse(base)} of the solution's"
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if _needs_module(alias.name):
@@ -76,7 +96,7 @@ def _needs_module(name: str) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def why_in_process(style: str, tests: str | None) -> str | None:
+def why_in_process(style: str, tests: str | None, module_name: str = "solution") -> str | None:
     """Why these tests need the solution's process (None: they can be judged)."""
     if style == "stdio" or not tests:
         return None
@@ -84,14 +104,14 @@ def why_in_process(style: str, tests: str | None) -> str | None:
         tree = ast.parse(tests)
     except SyntaxError:
         return None  # the judge reports the tests' syntax error
-    return _reason(tree)
+    return _reason(tree, module_name)
 
 
-def choose(style: str, tests: str | None, forced: str | None = None) -> str:
+def choose(style: str, tests: str | None, forced: str | None = None, module_name: str = "solution") -> str:
     """The mode for a job: `forced` when given, else the judge unless why_in_process() finds a reason."""
     if forced is not None:
         return forced
-    return IN_PROCESS if why_in_process(style, tests) is not None else JUDGE
+    return IN_PROCESS if why_in_process(style, tests, module_name) is not None else JUDGE
 
 
 FRESH_JUDGE_NAMES = frozenset({"eval", "exec", "compile", "breakpoint"})

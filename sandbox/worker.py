@@ -29,7 +29,7 @@ PIPELINE_DEPTH = 2
 
 def job_request(job: Job, limits: Limits) -> tuple[bytes, str]:
     """The framed request for `job`, and the mode that will decide it. The expected stdout stays here."""
-    mode = isolation.choose(job.style, job.tests, job.isolation)
+    mode = isolation.choose(job.style, job.tests, job.isolation, job.module_name)
     spec = {"code": job.code, "tests": job.tests, "style": job.style, "stdin": job.stdin,
             "module_name": job.module_name, "coverage": job.coverage}  # fmt: skip
     payload = json.dumps({"job": spec, "limits": asdict(limits), "isolation": mode}).encode()
@@ -143,7 +143,7 @@ class Worker:
         return result
 
     def run(self, job: Job, limits: Limits) -> Result:
-        mode = isolation.choose(job.style, job.tests, job.isolation)
+        mode = isolation.choose(job.style, job.tests, job.isolation, job.module_name)
         try:
             mode = self.send(job, limits, HOST_GRACE_S)
             line = self.receive(limits.timeout_s + HOST_GRACE_S)
@@ -195,7 +195,10 @@ class Worker:
                         done(
                             i,
                             error_result(
-                                exc, isolation.choose(jobs[i].style, jobs[i].tests, jobs[i].isolation)
+                                exc,
+                                isolation.choose(
+                                    jobs[i].style, jobs[i].tests, jobs[i].isolation, jobs[i].module_name
+                                ),
                             ),
                         )
                     continue

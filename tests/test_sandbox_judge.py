@@ -52,6 +52,8 @@ def test_tests_that_only_call_the_solution_are_judged(tests):
         ("import subprocess\n", "imports subprocess"),
         ("with self.assertLogs():\n    pass\n", "uses assertLogs"),
         ("print(globals())\n", "uses globals"),
+        ("from solution import Base\nclass Special(Base):\n    pass\n", "subclasses Base of the solution's"),
+        ("import solution as s\nclass Special(s.Base):\n    pass\n", "subclasses s.Base of the solution's"),
     ],
 )
 def test_tests_that_need_the_solutions_process_run_in_process(tests, reason):
