@@ -65,7 +65,11 @@ class Scratch:
             return self.run_dir
         try:
             os.mkdir(RUN_DIR)
-            os.chmod(RUN_DIR, RUN_DIR_MODE)
+            fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, RUN_DIR_MODE)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise CleanupFailed(f"could not make the run directory: {exc}") from exc
         self.run_dir = RUN_DIR

@@ -500,3 +500,44 @@ def test_a_python_install_under_tmp_is_shown_to_jobs_and_survives_the_wipe(tmp_p
     assert printed_prefix == prefix == str(venv)
     assert write == "error"  # shown read-only
     assert not (venv / "evil").exists()
+
+
+def test_remove_tree_survives_depth_width_and_links_and_follows_none(tmp_path):
+    from sandbox.scratch import remove_tree
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    root = os.path.join(base, f"sandbox-remove-{os.getpid()}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    os.mkdir(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for i in range(200):
+            open(os.path.join(root, f"f{i}"), "w").close()
+        os.symlink(str(outside), os.path.join(root, "link"))
+        current = os.dup(fd)
+        for _ in range(1500):  # deeper than Python's recursion limit and than PATH_MAX allows as a path
+            os.mkdir("d", dir_fd=current)
+            os.symlink(str(outside), "to-outside", dir_fd=current)
+            deeper = os.open("d", os.O_RDONLY, dir_fd=current)
+            os.close(current)
+            current = deeper
+        os.close(current)
+        parent = os.open(base, os.O_RDONLY)
+        try:
+            remove_tree(parent, os.path.basename(root))
+        finally:
+            os.close(parent)
+    finally:
+        os.close(fd)
+    assert not os.path.exists(root)
+    assert (outside / "keep.txt").read_text() == "keep"  # links were removed, never followed
+
+
+def test_check_says_why_no_memory_cgroup_is_usable(monkeypatch):
+    from sandbox import cgroup
+
+    monkeypatch.setattr(cgroup, "own_path", lambda: None)
+    assert "no cgroup v1 memory controller" in sandbox_pool.why_missing("memory_cgroup")
+    assert cgroup.create("sandbox-never") is None
