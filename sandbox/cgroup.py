@@ -10,9 +10,13 @@ Only jobs join: the server, the zygote and the judge are never in the job's cgro
 
 from __future__ import annotations
 
+import fcntl
 import os
+import time
 
 ROOT = "/sys/fs/cgroup/memory"
+PREFIX = "sandbox-"
+_collected = [False]  # stale cgroups are looked for once per process
 _FILES = (
     "memory.limit_in_bytes",
     "memory.memsw.limit_in_bytes",
@@ -50,6 +54,9 @@ def create(name: str) -> int | None:
     parent = own_path()
     if parent is None or os.geteuid() != 0:
         return None
+    if not _collected[0]:
+        _collected[0] = True
+        remove_stale(parent)
     path = os.path.join(parent, name)
     try:
         os.mkdir(path, 0o755)
@@ -64,17 +71,52 @@ def create(name: str) -> int | None:
 
 
 def remove(fd: int, name: str) -> None:
-    """Remove the cgroup made by create() (its processes are gone by then) and close its descriptor."""
+    """Remove the cgroup made by create() and close its descriptor; the worker's processes may still be exiting,
+    so a busy cgroup is tried again for a moment (one left behind is collected by a later Sandbox)."""
     parent = own_path()
     try:
         os.close(fd)
     except OSError:
         pass
-    if parent is not None:
+    if parent is None:
+        return
+    deadline = time.monotonic() + 2.0
+    while True:
         try:
             os.rmdir(os.path.join(parent, name))
+            return
+        except FileNotFoundError:
+            return
         except OSError:
-            pass  # still busy for a moment, or already gone; the next Sandbox with this uid reuses it
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
+
+def remove_stale(parent: str) -> None:
+    """Remove the cgroups of workers whose Sandbox is gone (it died before it could): a cgroup is named for its
+    worker's uid, and a uid whose lock nobody holds has no live worker."""
+    from sandbox.uids import UID_BASE, UID_LOCK_DIR
+
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(PREFIX) and n[len(PREFIX):].isdigit()]
+    except OSError:
+        return
+    for name in names:
+        slot = (int(name[len(PREFIX):]) - UID_BASE) // 2
+        try:
+            lock = os.open(os.path.join(UID_LOCK_DIR, f"pair-{slot}"), os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            lock = None  # no lock file: nobody holds the uid
+        try:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass  # held by a live Sandbox, or still has processes
+        finally:
+            if lock is not None:
+                os.close(lock)
 
 
 class JobCgroup:

@@ -46,7 +46,7 @@ class Worker:
         self.proc: subprocess.Popen | None = None
         self.lease = claim_uids()
         self.uid, self.judge_uid = self.lease.contestant, self.lease.judge
-        self.cgroup_name = f"sandbox-{self.uid}"
+        self.cgroup_name = f"{cgroup.PREFIX}{self.uid}"
         self.cgroup_fd = cgroup.create(self.cgroup_name)
         self.start()  # the caller waits with wait_ready()
 

@@ -541,3 +541,17 @@ def test_check_says_why_no_memory_cgroup_is_usable(monkeypatch):
     monkeypatch.setattr(cgroup, "own_path", lambda: None)
     assert "no cgroup v1 memory controller" in sandbox_pool.why_missing("memory_cgroup")
     assert cgroup.create("sandbox-never") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="memory cgroups need root")
+def test_a_closed_sandbox_leaves_no_memory_cgroup_behind():
+    from sandbox import cgroup
+
+    parent = cgroup.own_path()
+    if parent is None:
+        pytest.skip("no cgroup v1 memory controller")
+    with quiet_sandbox(workers=2) as box:
+        assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+        names = [f"{cgroup.PREFIX}{uid}" for uid in box.uids]
+        assert all(os.path.isdir(os.path.join(parent, n)) for n in names)
+    assert not any(os.path.exists(os.path.join(parent, n)) for n in names)
