@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING
 from sandbox.types import Job, Limits, Result
 
 if TYPE_CHECKING:
-    from sandbox.core import Sandbox
+    from sandbox.pool import Sandbox
 
 __all__ = ["Sandbox", "Limits", "Job", "Result"]
 
 
 def __getattr__(name: str) -> object:
-    # Imported on first use: the fork servers import this package too, and the host side (subprocess,
-    # thread pools, logging) would only make every forked job bigger and slower to start.
+    # Imported on first use: the workers import this package too, and the host side (subprocess, thread
+    # pools) would only make every forked job bigger and slower to start.
     if name == "Sandbox":
-        from sandbox.core import Sandbox
+        from sandbox.pool import Sandbox
 
         return Sandbox
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Thin ctypes wrappers over the Linux calls Python 3.11 lacks (unshare, mount, prctl).
+"""Thin ctypes wrappers over the Linux calls Python 3.11 lacks (unshare, mount, mount_setattr, prctl, keyctl).
 
 Every function raises OSError with errno set, so callers can record a missing protection instead of crashing.
 """
@@ -6,8 +6,8 @@ Every function raises OSError with errno set, so callers can record a missing pr
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
+import platform
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -26,13 +26,40 @@ MNT_DETACH = 2
 MS_PRIVATE = 1 << 18
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_NO_NEW_PRIVS = 38
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# mount_setattr(2) (Linux 5.12): change the flags of a whole mount tree at once.
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+# keyctl(2) operations and the special keyring ids they take.
+KEYCTL_JOIN_SESSION_KEYRING = 1
+KEYCTL_CLEAR = 7
+KEY_SPEC_USER_KEYRING = -4
+KEY_SPEC_USER_SESSION_KEYRING = -5
+F_SETPIPE_SZ = 1031
+_SYSCALLS = {  # name -> number, per architecture (the ones glibc may lack wrappers for)
+    "x86_64": {"mount_setattr": 442, "keyctl": 250},
+    "aarch64": {"mount_setattr": 442, "keyctl": 219},
+}.get(platform.machine(), {})
+
+# The process's own symbols include libc's; ctypes.util.find_library would import subprocess and threading into
+# every worker (threading's after-fork hook alone costs each forked job about 100 page faults).
+_libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.unshare.argtypes = [ctypes.c_int]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 def _check(rc: int, what: str) -> None:
@@ -60,6 +87,44 @@ def prctl(option: int, arg: int = 0) -> None:
 
 def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), flags), f"umount {target}")
+
+
+def _syscall(name: str, *args: object) -> int:
+    number = _SYSCALLS.get(name)
+    if number is None:
+        raise OSError(38, f"{name}: not known on {platform.machine()}")  # ENOSYS
+    rc = _libc.syscall(ctypes.c_long(number), *args)
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{name}: {os.strerror(err)}")
+    return rc
+
+
+def make_tree_readonly(path: str) -> None:
+    """Make the mount at `path` and every mount below it read-only (in this mount namespace only)."""
+    attr = MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    _syscall(
+        "mount_setattr", ctypes.c_int(-100), ctypes.c_char_p(path.encode()), ctypes.c_uint(AT_RECURSIVE),
+        ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+    )  # fmt: skip
+
+
+def keyctl(operation: int, arg2: int = 0) -> int:
+    return _syscall(
+        "keyctl", ctypes.c_int(operation), ctypes.c_long(arg2), ctypes.c_long(0), ctypes.c_long(0)
+    )
+
+
+def fresh_keyrings(clear_user_keyrings: bool) -> None:
+    """Join a new, empty session keyring; with `clear_user_keyrings`, also empty this uid's keyrings.
+
+    The session keyring is inherited from whoever started the Sandbox; a job that possesses it can read the
+    keys in it. The per-uid keyrings outlive the processes of a uid, so a job could leave keys for the next one.
+    """
+    if clear_user_keyrings:
+        for ring in (KEY_SPEC_USER_KEYRING, KEY_SPEC_USER_SESSION_KEYRING):
+            keyctl(KEYCTL_CLEAR, ring)
+    keyctl(KEYCTL_JOIN_SESSION_KEYRING, 0)
 
 
 IPC_RMID = 0

@@ -1,99 +1,110 @@
-"""The warm fork server: one per worker, forks one isolated child per job and judges what comes back.
+"""The worker's server: reads jobs from the host, has the zygote fork their processes, supervises them, decides.
 
 The server runs inside its own PID, network, mount, IPC and UTS namespaces (made by bubblewrap, or by unshare(2)
-when bwrap is missing), with a read-only root (bwrap) and private /tmp. Untrusted code never runs in the server:
-for each job it forks a child that drops to the worker's unprivileged uid, sets rlimits and NO_NEW_PRIVS, and
-hands over to the trusted runner. When the job ends or times out, the server SIGKILLs every other process in its
-PID namespace (orphans, daemons and bombs included) and wipes the private temporary directories, so one run
-cannot affect the next.
+when bwrap is missing, with the root then remounted read-only), and never runs a job's code or tests itself. For
+each job it makes fresh temporary directories (sandbox/scratch.py), sets the job's memory cgroup, and has the
+zygote fork the job's processes: in the judge mode a contestant (the solution, the worker's job uid) and a judge
+(the tests, the worker's judge uid), talking over two pipes; in-process one process running both; for stdio one
+program whose output goes back to the host, which alone holds the expected output. When the job ends or times out,
+every process it left in the namespace is killed, and a worker whose clean-up fails exits so the host replaces it.
 """
 
 from __future__ import annotations
 
-import fcntl
-import gc
 import hashlib
 import json
 import os
 import random
-import resource
 import secrets
 import select
-import shutil
 import signal
+import socket
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 
-from sandbox import linux, runner, verdict
-from sandbox.types import PRIVATE_TMPS, REQUEST_HEADER_BYTES, Limits
+from sandbox import isolation, linux, verdict, zygote
+from sandbox.cgroup import JobCgroup
+from sandbox.scratch import RUN_DIR, CleanupFailed, Scratch
+from sandbox.testcode import compile_tests, expected_tests
+from sandbox.types import REQUEST_HEADER_BYTES, Limits
 
-# The job's report and nonce descriptors get random numbers below RLIMIT_NOFILE, so nothing can rely on
-# finding them at a fixed place.
-FD_RANGE = (10, 250)
 REPORT_CAP = 1 << 20
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-PRIVATE_RUN_DIR = "/tmp/run"
-# Imported once here so each forked job starts warm (what most solutions and test files import).
-PRELOAD = (
-    "collections",
-    "itertools",
-    "functools",
-    "math",
-    "re",
-    "heapq",
-    "bisect",
-    "string",
-    "random",
-    "typing",
-    "hashlib",
-    "fractions",
-    "decimal",
-    "statistics",
-    "copy",
-    "dataclasses",
-    "datetime",
-    "unittest",
-    "io",
-    "traceback",
-)
-
-
-# The watched namespaces as they were before any untrusted code existed (set in main()).
-SNAPSHOT: list = []
+FD_RANGE = (10, 250)  # the in-process job's report and nonce descriptors get random numbers in this range
+LEFTOVER_PATIENCE_S = 5.0
 
 
 @dataclass
-class WorkerConfig:
-    uid: int
-    isolation: list[str] = field(default_factory=list)
+class Worker:
+    uid: int  # the contestants' (and in-process jobs') uid
+    judge_uid: int
+    protections: list[str] = field(default_factory=list)
     private_tmp: bool = False
-    # True only when this server is alone in a PID namespace it owns: then kill(-1) reaches only its jobs.
+    # True only when this server is alone in a PID namespace it owns: then every other process there is a job's.
     own_pid_namespace: bool = False
-    # Read-only views of the Python install and the import path; those under a private temp dir (and the
-    # directories leading to them) survive the wipe after each job.
-    kept: tuple[str, ...] = ()
+    scratch: Scratch | None = None
+    zygote: zygote.ZygoteClient | None = None
+    cgroup: JobCgroup | None = None
+    broken: str | None = None  # why the worker must be replaced (its clean-up failed)
+    judge: PersistentJudge | None = None
 
 
-def _cover(covers: list[tuple[str, str]], keep: list[str]) -> None:
-    """Mount an empty tmpfs on each (path, options) of `covers`, then show `keep` again, read-only (as bwrap does).
+# The judge kept for many jobs: no CPU limit (it would add up over jobs; the server's clock bounds each job).
+JUDGE_LIMITS = {"memory_mb": 4096, "timeout_s": 1_000_000, "file_mb": 64, "max_processes": 64}
 
-    Each kept path is pinned by an O_PATH descriptor before anything covers it and bind-mounted back through
-    /proc/self/fd afterwards, so no staging directory is needed (every writable place is being covered).
-    """
-    pinned = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep]
-    for path, options in covers:
-        linux.mount("tmpfs", path, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, options)
+
+@dataclass
+class PersistentJudge:
+    """A judge process that runs the tests of many jobs (see judge.serve); replaced after any job it did not end."""
+
+    pid: int
+    pidfd: int
+    sock: socket.socket
+
+    @classmethod
+    def start(cls, worker: Worker) -> PersistentJudge:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            process = {"role": "judge_server", "uid": worker.judge_uid, "limits": JUDGE_LIMITS, "run_dir": "/",
+                       "fds": {"0": 0, "1": 0, "2": 0, "3": 1}, "sock_fd": 3}  # fmt: skip
+            ((pid, pidfd),) = worker.zygote.spawn([process], [devnull, theirs.fileno()])
+        finally:
+            os.close(devnull)
+            theirs.close()
+        return cls(pid, pidfd, ours)
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def give(self, run_dir: str, fds: list[int]) -> None:
+        socket.send_fds(self.sock, [json.dumps({"run_dir": run_dir}).encode()], fds)
+
+    def stop(self, worker: Worker) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if worker.zygote is not None:
+            worker.zygote.reap([self.pid])
+        os.close(self.pidfd)
+        self.sock.close()
+
+
+def _cover_homes(hidden: list[str], keep: list[str]) -> None:
+    """Empty tmpfs mounts over the home directories; the kept paths inside them shown again, read-only."""
+    pinned = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep if any(
+        path == h or path.startswith(h + "/") for h in hidden)]  # fmt: skip
+    for home in hidden:
+        linux.mount("tmpfs", home, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=755,size=1m")
     for path, fd in pinned:
         os.makedirs(path, mode=0o755, exist_ok=True)
         linux.mount(f"/proc/self/fd/{fd}", path, None, linux.MS_BIND | linux.MS_REC)
-        # A bind remount changes only this new mount, in this private namespace.
         linux.mount(None, path, None, linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY)
         os.close(fd)
 
 
-def _enter_namespaces(config: WorkerConfig, hidden: list[str], keep: list[str]) -> None:
+def _enter_namespaces(worker: Worker, hidden: list[str], keep: list[str]) -> None:
     """Without bwrap, as root: new namespaces for this server; the parent stays behind only to wait."""
     flags = (
         linux.CLONE_NEWNET | linux.CLONE_NEWNS | linux.CLONE_NEWIPC | linux.CLONE_NEWUTS | linux.CLONE_NEWPID
@@ -108,104 +119,43 @@ def _enter_namespaces(config: WorkerConfig, hidden: list[str], keep: list[str]) 
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    try:
+        linux.make_tree_readonly("/")  # every mount of the host, in this namespace only
+        worker.protections.append("readonly_root")
+    except OSError:
+        pass
     linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-    tmps = [(path, "mode=1777,size=512m") for path in PRIVATE_TMPS if os.path.isdir(path)]
-    _cover(tmps + [(home, "mode=755,size=1m") for home in hidden], keep)
-    config.isolation += ["net_namespace", "pid_namespace", "private_tmp", "hidden_home"]
-    config.private_tmp = True
-    config.own_pid_namespace = True
+    _cover_homes(hidden, keep)
+    worker.protections += ["net_namespace", "pid_namespace", "private_tmp", "hidden_home"]
+    worker.private_tmp = True
+    worker.own_pid_namespace = True
 
 
-def setup_worker(uid: int, launched_by_bwrap: bool, hidden: list[str], keep: list[str]) -> WorkerConfig:
-    config = WorkerConfig(uid=uid, kept=tuple(keep))
-    if launched_by_bwrap:
-        config.isolation += ["net_namespace", "pid_namespace", "readonly_root", "private_tmp", "hidden_home"]
-        config.private_tmp = True
-        config.own_pid_namespace = os.getpid() <= 2
-    elif os.geteuid() == 0:
-        _enter_namespaces(config, hidden, keep)
+def setup_worker(config: dict) -> Worker:
+    worker = Worker(uid=config["uid"], judge_uid=config["judge_uid"])
+    root = os.geteuid() == 0
+    if config["bwrap"]:
+        worker.protections += ["net_namespace", "pid_namespace", "readonly_root", "hidden_home"]
+        worker.own_pid_namespace = os.getpid() <= 2
+        worker.private_tmp = root  # the tmpfs mounts are made here, per job, which needs root
+        if root:
+            worker.protections.append("private_tmp")
+    elif root:
+        _enter_namespaces(worker, config["hide"], config["keep"])
     else:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.geteuid() == 0:
-        config.isolation.append("unprivileged_uid")
-    config.isolation += ["rlimits", "no_new_privs", "fd_capture"]
-    return config
-
-
-def _set_rlimits(limits: Limits) -> None:
-    for which, value in (
-        (resource.RLIMIT_AS, limits.memory_mb << 20),
-        (resource.RLIMIT_CPU, int(limits.timeout_s) + 1),
-        (resource.RLIMIT_FSIZE, limits.file_mb << 20),
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_NOFILE, 256),
-        (resource.RLIMIT_NPROC, limits.max_processes),
-    ):
-        try:
-            resource.setrlimit(which, (value, value))
-        except (ValueError, OSError):
-            # An unprivileged worker cannot raise a hard limit; lowering the soft one still contains the run.
-            soft, hard = resource.getrlimit(which)
-            if hard == resource.RLIM_INFINITY or value <= hard:
-                resource.setrlimit(which, (value, hard))
-
-
-def _job_child(spec: dict, limits: Limits, config: WorkerConfig, fds: dict) -> None:
-    """Runs as the job process: finish isolating itself, then hand over to the trusted runner."""
-    run_dir = spec["run_dir"]
-    os.dup2(fds["stdin"], 0)
-    os.dup2(fds["out_w"], 1)
-    os.dup2(fds["err_w"], 2)
-    result_fd, nonce_fd = fds["result_fd"], fds["nonce_fd"]
-    # Park both above the range first (F_DUPFD takes the lowest free number >= its argument), so neither
-    # dup2 below can overwrite the other's source.
-    res_parked = fcntl.fcntl(fds["res_w"], fcntl.F_DUPFD, FD_RANGE[1])
-    nonce_parked = fcntl.fcntl(fds["nonce_r"], fcntl.F_DUPFD, FD_RANGE[1])
-    os.dup2(res_parked, result_fd)
-    os.dup2(nonce_parked, nonce_fd)
-    keep = sorted({0, 1, 2, result_fd, nonce_fd})
-    for low, high in zip(keep, keep[1:] + [1 << 16], strict=True):
-        os.closerange(low + 1, high)
-    os.setsid()  # its own session, so a kill of "its process group" cannot reach the server
-    _set_rlimits(limits)
-    if os.geteuid() == 0:
-        os.setgroups([])
-        os.setgid(config.uid)
-        os.setuid(config.uid)
-    # NO_NEW_PRIVS was set in the server and is inherited. Without a PID namespace of our own, the job must
-    # die with the server; inside one, the namespace's end kills it anyway.
-    if not config.own_pid_namespace:
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
-    if os.environ.get("HOME") != run_dir:
-        _set_job_environment(run_dir)  # the server set it once when the run dir is always the same
-    os.chdir(run_dir)
-    sys.path[0] = run_dir
-    sys.path_importer_cache.pop(run_dir, None)  # cached as missing while the server had no run dir
-    sys.argv = [spec["code_path"]]
-    # sys.stdout/sys.stderr already write to fds 1 and 2 (now the job's pipes) and are empty: the server
-    # flushes after every message. stdin is a new reader of the job's stdin (decoding errors replaced).
-    sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
-    # The runner keeps its own references; `import sandbox` now finds no live state.
-    for name in fds["sandbox_modules"]:
-        sys.modules.pop(name, None)
-    runner.execute(spec, result_fd, nonce_fd, SNAPSHOT)
-
-
-_MODULES_SEEN: list = [0, ()]  # (len(sys.modules) when last listed, the sandbox modules then)
-
-
-def _sandbox_modules() -> tuple[str, ...]:
-    """The `sandbox` package's modules, listed again only when sys.modules grew or shrank."""
-    if _MODULES_SEEN[0] != len(sys.modules):
-        names = tuple(m for m in sys.modules if m == "sandbox" or m.startswith("sandbox."))
-        _MODULES_SEEN[:] = [len(sys.modules), names]
-    return _MODULES_SEEN[1]
-
-
-def _set_job_environment(run_dir: str) -> None:
-    """The whole environment a job sees: nothing from the invoking user (no tokens, no CI variables)."""
-    os.environ.clear()
-    os.environ.update(PATH=SAFE_PATH, HOME=run_dir, LANG="C.UTF-8", TMPDIR=run_dir)
+    if root:
+        worker.protections += ["unprivileged_uid", "private_ipc"]
+    try:
+        linux.fresh_keyrings(
+            clear_user_keyrings=False
+        )  # the server, and so the zygote, leave the host's keyring
+        if root:
+            worker.protections.append("fresh_keyring")
+    except OSError:
+        pass
+    worker.protections += ["rlimits", "no_new_privs", "fd_capture"]
+    return worker
 
 
 class _Capture:
@@ -224,78 +174,316 @@ class _Capture:
         self.overflow = self.overflow or len(chunk) > room
 
 
-def _prepare_run_dir(spec: dict, config: WorkerConfig) -> str:
-    # A private /tmp is emptied after every job, so the same path serves each run (and keeps compiled tests
-    # cacheable, since their file name is part of the code object).
-    if config.private_tmp:
-        run_dir = PRIVATE_RUN_DIR
-        try:
-            os.mkdir(run_dir, 0o700)
-        except FileExistsError:  # only after a server error; normally wiped already
-            shutil.rmtree(run_dir, ignore_errors=True)
-            os.mkdir(run_dir, 0o700)
-    else:
-        run_dir = tempfile.mkdtemp(prefix="sandbox-run-")
-    spec["run_dir"] = run_dir
-    spec["code_path"] = os.path.join(run_dir, spec["module_name"] + ".py")
-    spec["tests_path"] = os.path.join(run_dir, "test_" + spec["module_name"] + ".py")
-    files = [(spec["code_path"], spec["code"])]
-    if spec.get("tests") is not None:
-        files.append((spec["tests_path"], spec["tests"]))
-    if spec.get("tests") is not None and spec["style"] != "stdio":
-        spec["compiled_tests"] = runner.compile_tests(spec["tests"], spec["tests_path"], spec["style"])
-    owner = config.uid if os.geteuid() == 0 else None
-    for path, text in files:
-        _write_file(path, text, owner)
-    if owner is not None:
-        os.chown(run_dir, owner, owner)
-    return run_dir
+class _Fds:
+    """Descriptors made for one job; whatever is left open is closed at the end, however the job went."""
+
+    def __init__(self) -> None:
+        self.open: set[int] = set()
+
+    def pipe(self) -> tuple[int, int]:
+        r, w = os.pipe2(os.O_CLOEXEC)
+        self.open |= {r, w}
+        return r, w
+
+    def add(self, fd: int) -> int:
+        self.open.add(fd)
+        return fd
+
+    def close(self, *fds: int) -> None:
+        for fd in fds:
+            if fd in self.open:
+                self.open.discard(fd)
+                os.close(fd)
+
+    def close_all(self) -> None:
+        self.close(*list(self.open))
 
 
-def _write_file(path: str, text: str, owner: int | None) -> None:
-    # Plain descriptor calls rather than a text file object: the server pays a page fault for every object
-    # it touches between forks, and io's layers touch many.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-    try:
-        data = memoryview(text.encode("utf-8"))
+def _stdin_fd(fds: _Fds, text: str | None) -> int:
+    fd = fds.add(os.memfd_create("stdin", os.MFD_CLOEXEC))
+    if text:
+        data = memoryview(text.encode())
         while data:
             data = data[os.write(fd, data) :]
-        if owner is not None:
-            os.fchown(fd, owner, owner)
+        os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _nonce_pipe(fds: _Fds) -> tuple[int, str]:
+    """A pipe holding a fresh nonce, and the nonce's SHA-256 (the only thing the server keeps of it)."""
+    read_end, write_end = fds.pipe()
+    token = secrets.token_hex(16).encode()
+    os.write(write_end, token)
+    fds.close(write_end)
+    return read_end, hashlib.sha256(token).hexdigest()
+
+
+def run_job(request: dict, worker: Worker) -> dict:
+    """Run one job and return its Result fields as a dict."""
+    spec, limits, mode = request["job"], Limits.from_dict(request["limits"]), request["isolation"]
+    style, name, tests = spec["style"], spec["module_name"], spec.get("tests")
+    tests_name = f"test_{name}.py"
+    if style != "stdio":
+        compiled, error = compile_tests(tests, tests_name, style, mode == "in_process")
+        if error is not None:
+            return verdict.tests_do_not_compile(error)
+    assert worker.scratch is not None and worker.zygote is not None
+    run_dir = worker.scratch.fresh()
+    code_path = worker.scratch.write(f"{name}.py", spec["code"])
+    if worker.cgroup is not None:
+        worker.cgroup.prepare(limits.memory_mb << 20)
+    fds = _Fds()
+    try:
+        return _run(
+            spec,
+            limits,
+            mode,
+            worker,
+            fds,
+            run_dir,
+            code_path,
+            tests_name,
+            compiled if style != "stdio" else b"",
+        )
     finally:
-        os.close(fd)
-
-
-def kill_leftovers(config: WorkerConfig) -> None:
-    """SIGKILL every process the job left behind and reap them."""
-    if config.own_pid_namespace:
+        fds.close_all()
         try:
-            os.kill(-1, signal.SIGKILL)  # everything in this namespace except PID 1 and the server itself
-        except OSError:
-            pass
-    elif os.geteuid() == 0:
-        # No PID namespace: kill everything running as this worker's uid, from a helper that has that uid.
-        helper = os.fork()
-        if helper == 0:
+            worker.scratch.done()
+        except CleanupFailed as exc:
+            worker.broken = str(exc)
+
+
+def _run(spec: dict, limits: Limits, mode: str, worker: Worker, fds: _Fds, run_dir: str, code_path: str,
+         tests_name: str, compiled: bytes) -> dict:  # fmt: skip
+    style, name = spec["style"], spec["module_name"]
+    out_r, out_w = fds.pipe()
+    err_r, err_w = fds.pipe()
+    rep_r, rep_w = fds.pipe()
+    limits_dict = {"memory_mb": limits.memory_mb, "timeout_s": limits.timeout_s, "file_mb": limits.file_mb,
+                   "max_processes": limits.max_processes}  # fmt: skip
+    sent: list[int] = []  # descriptors passed to the zygote, by index
+
+    def passing(fd: int) -> int:
+        sent.append(fd)
+        return len(sent) - 1
+
+    job = {"uid": worker.uid, "limits": limits_dict, "run_dir": run_dir}
+    keeper: PersistentJudge | None = None
+    judge_fds: list[int] = []
+    cgroup = {"6": passing(worker.cgroup.procs_fd)} if worker.cgroup is not None else {}
+    std = {"0": passing(_stdin_fd(fds, spec.get("stdin"))), "1": passing(out_w), "2": passing(err_w)}
+    coverage = bool(spec.get("coverage"))
+    nonce_hash = None
+    if style == "stdio":
+        payload = fds.add(
+            zygote.write_payload({"code": spec["code"], "code_path": code_path, "coverage": coverage})
+        )
+        processes = [dict(job, role="program", fds={**std, "5": passing(payload), "7": passing(rep_w), **cgroup},
+                          payload_fd=5, report_fd=7, cgroup_fd=6 if cgroup else None)]  # fmt: skip
+    elif mode == "judge":
+        to_contestant_r, to_contestant_w = fds.pipe()
+        to_judge_r, to_judge_w = fds.pipe()
+        contestant_payload = {"code": spec["code"], "module_name": name, "code_path": code_path, "style": style,
+                              "coverage": coverage}  # fmt: skip
+        judge_payload = {"style": style, "module_name": name, "tests": spec["tests"], "tests_path": tests_name,
+                         "coverage": coverage}  # fmt: skip
+        cpay = fds.add(zygote.write_payload(contestant_payload))
+        jpay = fds.add(zygote.write_payload(judge_payload, compiled))
+        devnull = fds.add(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+        if not isolation.needs_fresh_judge(style, spec["tests"]):
+            keeper = worker.judge if worker.judge is not None and worker.judge.alive() else None
+            if keeper is None:
+                if worker.judge is not None:
+                    worker.judge.stop(worker)
+                keeper = worker.judge = PersistentJudge.start(worker)
+            judge_fds = [to_judge_r, to_contestant_w, out_w, err_w, rep_w, jpay]
+        processes = [
+            dict(job, role="contestant", fds={**std, "3": passing(to_contestant_r), "4": passing(to_judge_w),
+                 "5": passing(cpay), **cgroup}, calls_in=3, calls_out=4, payload_fd=5, cgroup_fd=6 if cgroup else None),
+            dict(job, role="judge", uid=worker.judge_uid, fds={"0": passing(devnull), "1": std["1"], "2": std["2"],
+                 "3": passing(to_judge_r), "4": passing(to_contestant_w), "5": passing(jpay), "6": passing(rep_w)},
+                 calls_in=3, calls_out=4, payload_fd=5, report_fd=6),
+        ]  # fmt: skip
+        if keeper is not None:
+            processes.pop()  # the worker's kept judge runs the tests; only the contestant is forked
+    else:
+        nonce_r, nonce_hash = _nonce_pipe(fds)
+        report_fd, nonce_fd = random.sample(range(*FD_RANGE), 2)
+        payload = fds.add(zygote.write_payload(
+            {"code": spec["code"], "module_name": name, "code_path": code_path, "style": style, "coverage": coverage,
+             "tests": spec["tests"], "tests_path": tests_name}, compiled))  # fmt: skip
+        worker.scratch.write(tests_name, spec["tests"])
+        processes = [dict(job, role="in_process", fds={**std, "5": passing(payload), str(report_fd): passing(rep_w),
+                          str(nonce_fd): passing(nonce_r), **cgroup}, payload_fd=5, report_fd=report_fd,
+                          nonce_fd=nonce_fd, cgroup_fd=6 if cgroup else None)]  # fmt: skip
+    start = time.monotonic()
+    # Only the descriptors of the processes actually forked go to the zygote (the kept judge gets its own).
+    used = sorted({i for p in processes for i in p["fds"].values()})
+    renumber = {old: new for new, old in enumerate(used)}
+    for p in processes:
+        p["fds"] = {t: renumber[i] for t, i in p["fds"].items()}
+    spawned = worker.zygote.spawn(processes, [sent[i] for i in used])
+    if keeper is not None:
+        keeper.give(run_dir, judge_fds)
+    for fd in set(sent) | set(judge_fds):
+        if fd not in (out_r, err_r, rep_r) and not (worker.cgroup and fd == worker.cgroup.procs_fd):
+            fds.close(fd)
+    pids = [pid for pid, _ in spawned]
+    pidfds = [fds.add(pidfd) for _, pidfd in spawned]
+    out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
+    report = _Capture(rep_r, REPORT_CAP)
+    # The job is over when the process that decides (the judge, or the only process) has exited, or the kept
+    # judge has written and closed the report.
+    decider = None if keeper is not None else pidfds[-1]
+    try:
+        kill_reason = _supervise(start + limits.timeout_s, out, err, report, decider)
+        if kill_reason is None:
+            # Once the tests are done the contestant's channel is closed and it ends by itself: give it a moment,
+            # so that a process that ended on its own is not reported as killed.
+            _wait_for_exit(pidfds, min(time.monotonic() + 0.5, start + limits.timeout_s), out, err)
+    finally:
+        for pidfd in pidfds:
             try:
-                os.setuid(config.uid)
-                os.kill(-1, signal.SIGKILL)
-            finally:
-                os._exit(0)
-        os.waitpid(helper, 0)
-    _reap()
-    if config.own_pid_namespace:
-        # kill() only queues the signal: wait until the namespace holds nobody but init and this server.
-        me, deadline = os.getpid(), time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            alive = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        statuses = worker.zygote.reap(pids)
+        if keeper is not None and not report.eof:
+            keeper.stop(worker)  # it did not finish this job: a new one for the next
+            worker.judge = None
+        kill_leftovers(worker)
+    _drain(out, err, report)
+    wall_ms = (time.monotonic() - start) * 1000
+    if kill_reason is None and (out.overflow or err.overflow):
+        kill_reason = "output_limit"  # it exited before the server noticed; the cap was still exceeded
+    status_of = [statuses.get(pid, (None, 0.0)) for pid in pids]
+    memory = worker.cgroup is not None and worker.cgroup.killed_for_memory()
+    common = dict(kill_reason=kill_reason, memory_killed=memory, style=style, coverage=coverage)
+    if style == "stdio":
+        result = verdict.decide_program(report=bytes(report.data), exit_status=status_of[0][0], **common)
+    elif mode == "judge":
+        result = verdict.decide_judged(
+            report=bytes(report.data), contestant_status=status_of[0][0],
+            judge_status=status_of[1][0] if len(status_of) > 1 else None,
+            expected=expected_tests(style, spec["tests"]), module_name=name, **common,
+        )  # fmt: skip
+    else:
+        result = verdict.decide_in_process(
+            records=bytes(report.data), report_overflow=report.overflow, nonce_hash=nonce_hash,
+            exit_status=status_of[0][0], expected=expected_tests(style, spec["tests"]), module_name=name, **common,
+        )  # fmt: skip
+    result.update(
+        stdout=out.data.decode("utf-8", "replace"),
+        stderr=err.data.decode("utf-8", "replace"),
+        stdout_truncated=out.overflow,
+        stderr_truncated=err.overflow,
+        wall_ms=round(wall_ms, 3),
+        cpu_ms=round(sum(cpu for _, cpu in status_of), 3),
+        protections=sorted(worker.protections),
+    )
+    return result
+
+
+def _supervise(
+    deadline: float, out: _Capture, err: _Capture, report: _Capture, decider: int | None
+) -> str | None:
+    """Pump the pipes until the deciding process exits (`decider`, a pidfd) or, without one, until the report
+    ends; why the job was cut short, or None."""
+    while True:
+        open_pipes = [p for p in (out, err, report) if not p.eof]
+        watched = ([decider] if decider is not None else []) + [p.fd for p in open_pipes]
+        ready, _, _ = select.select(watched, [], [], max(deadline - time.monotonic(), 0))
+        for p in open_pipes:
+            if p.fd in ready:
+                p.read()
+        if (decider is not None and decider in ready) or (decider is None and report.eof):
+            return None
+        if out.overflow or err.overflow:
+            return "output_limit"
+        if report.overflow:
+            return "report_overflow"
+        if time.monotonic() >= deadline:
+            return "timeout"
+
+
+def _wait_for_exit(pidfds: list[int], until: float, *captures: _Capture) -> None:
+    waiting = list(pidfds)
+    while waiting and time.monotonic() < until:
+        open_pipes = [c for c in captures if not c.eof]
+        ready, _, _ = select.select(
+            waiting + [c.fd for c in open_pipes], [], [], max(until - time.monotonic(), 0)
+        )
+        for c in open_pipes:
+            if c.fd in ready:
+                c.read()
+        waiting = [p for p in waiting if p not in ready]
+
+
+def _drain(*captures: _Capture) -> None:
+    """After every writer is dead (in a PID namespace): what they wrote, bounded in case one survived."""
+    until = time.monotonic() + 0.5
+    for p in captures:
+        while (
+            not p.eof
+            and not p.overflow
+            and select.select([p.fd], [], [], max(until - time.monotonic(), 0))[0]
+        ):
+            p.read()
+
+
+def kill_leftovers(worker: Worker) -> None:
+    """SIGKILL every process the job left behind, and wait until they are gone (or mark the worker broken)."""
+    if worker.own_pid_namespace:
+        keep = {
+            1,
+            os.getpid(),
+            worker.zygote.pid if worker.zygote else -1,
+            worker.judge.pid if worker.judge else -1,
+        }
+        deadline = time.monotonic() + LEFTOVER_PATIENCE_S
+        while True:
+            alive = [
+                pid for pid in _namespace_pids() if pid not in keep and _state(pid) not in ("Z", "X", None)
+            ]
+            _reap_orphans()
             if not alive:
-                break
+                return
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                worker.broken = f"{len(alive)} process(es) of the job could not be killed"
+                return
             time.sleep(0.001)
-            _reap()
+    elif os.geteuid() == 0:
+        # No PID namespace: kill everything running as the job's uid, from a helper that has that uid.
+        for uid in (worker.uid,):
+            helper = os.fork()
+            if helper == 0:
+                try:
+                    os.setuid(uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            os.waitpid(helper, 0)
 
 
-def _reap() -> None:
+def _namespace_pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _reap_orphans() -> None:
+    """As PID 1 (without bwrap), orphans of the job are this server's children: reap them."""
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:
@@ -304,169 +492,8 @@ def _reap() -> None:
             return
 
 
-def wipe(run_dir: str, config: WorkerConfig) -> None:
-    """Remove the run directory; with private tmpfs mounts, remove everything the job wrote there too."""
-    _remove_run_dir(run_dir)
-    if config.own_pid_namespace:
-        linux.remove_sysv_ipc()  # the worker's IPC namespace is as private as its PID namespace
-    if not config.private_tmp:
-        return
-    for base in PRIVATE_TMPS:
-        try:
-            entries = os.listdir(base)
-        except OSError:
-            continue
-        base_dev = os.lstat(base).st_dev
-        for name in entries:
-            path = os.path.join(base, name)
-            if os.lstat(path).st_dev != base_dev or os.path.ismount(path):
-                continue  # never delete through a mount point
-            if any(k == path or k.startswith(path + "/") for k in config.kept):
-                continue  # leads to a read-only view of the Python install (e.g. a venv under /tmp)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except OSError:
-                    pass
-
-
-def _remove_run_dir(run_dir: str) -> None:
-    """Usually the run directory holds only the files the server wrote: unlink them; anything else (a
-    subdirectory the job made) falls back to rmtree, which never follows links."""
-    try:
-        for name in os.listdir(run_dir):
-            os.unlink(os.path.join(run_dir, name))
-        os.rmdir(run_dir)
-    except OSError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _nonce_pipe() -> tuple[int, str]:
-    """A pipe holding a fresh nonce, and the nonce's SHA-256.
-
-    The runner reads the nonce only after the tests ran, and the server keeps only its hash: the job is a fork
-    of the server, so a nonce in any of the server's frames would be in the job's memory too.
-    """
-    read_end, write_end = os.pipe()
-    token = secrets.token_hex(16).encode()
-    os.write(write_end, token)
-    os.close(write_end)
-    return read_end, hashlib.sha256(token).hexdigest()
-
-
-def run_job(spec: dict, limits: Limits, config: WorkerConfig) -> dict:
-    """Run one job in a fresh child and return the Result as a dict."""
-    spec = dict(spec)
-    expected = verdict.expected_tests(spec["style"], spec.get("tests"), spec["module_name"])
-    run_dir = _prepare_run_dir(spec, config)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    res_r, res_w = os.pipe()
-    stdin = os.memfd_create("stdin")
-    if spec.get("stdin"):
-        os.write(stdin, spec["stdin"].encode())
-        os.lseek(stdin, 0, os.SEEK_SET)
-    nonce_r, nonce_hash = _nonce_pipe()
-    fds = dict(out_w=out_w, err_w=err_w, res_w=res_w, stdin=stdin, nonce_r=nonce_r)
-    # Chosen here rather than in the child: every object the child touches costs it a copy-on-write page.
-    fds["result_fd"], fds["nonce_fd"] = random.sample(range(*FD_RANGE), 2)
-    fds["sandbox_modules"] = _sandbox_modules()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            _job_child(spec, limits, config, fds)
-        finally:
-            os._exit(71)
-    for fd in (out_w, err_w, res_w, stdin, nonce_r):
-        os.close(fd)
-    out, err = _Capture(out_r, limits.output_bytes), _Capture(err_r, limits.output_bytes)
-    report = _Capture(res_r, REPORT_CAP)
-    try:
-        kill_reason, exit_status, cpu_ms = _supervise(start + limits.timeout_s, out, err, report, pid, config)
-    finally:
-        for fd in (out_r, err_r, res_r):
-            os.close(fd)
-        wipe(run_dir, config)
-    wall_ms = (time.monotonic() - start) * 1000
-    result = verdict.decide(
-        style=spec["style"],
-        report=bytes(report.data),
-        report_overflow=report.overflow,
-        nonce_hash=nonce_hash,
-        exit_status=exit_status,
-        kill_reason=kill_reason,
-        expected=expected,
-        stdout=bytes(out.data),
-        expected_stdout=spec.get("expected_stdout"),
-        module_name=spec["module_name"],
-        coverage=bool(spec.get("coverage")),
-    )
-    result.update(
-        stdout=out.data.decode("utf-8", "replace"),
-        stderr=err.data.decode("utf-8", "replace"),
-        stdout_truncated=out.overflow,
-        stderr_truncated=err.overflow,
-        wall_ms=round(wall_ms, 3),
-        cpu_ms=round(cpu_ms, 3),
-        isolation=sorted(config.isolation),
-    )
-    return result
-
-
-def _supervise(deadline: float, out, err, report, pid: int, config: WorkerConfig):
-    """Pump the pipes until the job exits; SIGKILL it on timeout or runaway output.
-
-    Returns (why it was killed or None, its wait status, its CPU ms).
-    """
-    pidfd = os.pidfd_open(pid)
-    kill_reason = None
-    try:
-        while True:
-            open_pipes = [p for p in (out, err, report) if not p.eof]
-            ready, _, _ = select.select(
-                [pidfd] + [p.fd for p in open_pipes], [], [], max(deadline - time.monotonic(), 0)
-            )
-            for p in open_pipes:
-                if p.fd in ready:
-                    p.read()
-            if pidfd in ready:
-                break
-            if out.overflow or err.overflow:
-                kill_reason = "output_limit"
-            elif report.overflow:
-                kill_reason = "report_overflow"
-            elif time.monotonic() >= deadline:
-                kill_reason = "timeout"
-            if kill_reason:
-                os.kill(pid, signal.SIGKILL)  # our unreaped child: the pid cannot have been reused
-                break
-    finally:
-        os.close(pidfd)
-    _, status, usage = os.wait4(pid, 0)
-    kill_leftovers(config)
-    # Every writer is dead now (in a PID namespace); drain what they wrote, bounded in case one survived.
-    drain_until = time.monotonic() + 0.5
-    for p in (out, err, report):
-        while (
-            not p.eof
-            and not p.overflow
-            and select.select([p.fd], [], [], max(drain_until - time.monotonic(), 0))[0]
-        ):
-            p.read()
-    if kill_reason is None and (out.overflow or err.overflow):
-        kill_reason = "output_limit"  # it exited before the server noticed; the cap was still exceeded
-    return kill_reason, status, (usage.ru_utime + usage.ru_stime) * 1000
-
-
 def read_request(fd: int) -> bytes | None:
-    """One request from the host: a fixed-size length header, then exactly that many bytes; None at EOF.
-
-    Reading exactly one request, never more, keeps the next job (the host sends it while this one runs) in the
-    pipe rather than in the server's memory, where the forked job could read it.
-    """
+    """One request from the host: a fixed-size length header, then exactly that many bytes; None at EOF."""
     header = _read_exactly(fd, REQUEST_HEADER_BYTES)
     if header is None:
         return None
@@ -484,40 +511,51 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
     return b"".join(chunks)
 
 
+def _write_line(data: bytes) -> None:
+    view = memoryview(data + b"\n")
+    while view:
+        view = view[os.write(1, view) :]
+
+
 def main() -> None:
     """Server entry point: a JSON config in argv[1], then framed JSON jobs on stdin, one result per line."""
-    config_in = json.loads(sys.argv[1])
-    config = setup_worker(config_in["uid"], config_in["bwrap"], config_in["hide"], config_in["keep"])
-    # Done once here rather than in every job: inherited by each fork, and never undone.
-    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    if config.private_tmp:
-        _set_job_environment(PRIVATE_RUN_DIR)
-    # The job's sys.path[0] becomes its run directory; the rest is the interpreter's own (absolute) path.
-    sys.path[:] = [PRIVATE_RUN_DIR] + [p for p in sys.path if p and os.path.isabs(p)]
-    for name in PRELOAD:
-        __import__(name)
-    runner.install_unittest_guards()
-    SNAPSHOT[:] = runner.take_snapshot()
-    # Move everything imported so far out of the collector's reach: forked jobs then do not touch (and copy)
-    # those pages when they collect garbage.
-    gc.freeze()
-    out = sys.stdout.buffer
-    out.write(json.dumps({"ready": True, "isolation": config.isolation}).encode() + b"\n")
-    out.flush()
+    # A host that dies (SIGTERM, Ctrl-C) closes the pipes: this process then ends quietly, never with a traceback.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        _serve(json.loads(sys.argv[1]))
+    except (BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
+        pass
+    os._exit(0)
+
+
+def _serve(config: dict) -> None:
+    worker = setup_worker(config)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)  # done once here, inherited by every process forked later
+    worker.scratch = Scratch(worker.private_tmp, config["keep"])
+    if worker.private_tmp:
+        worker.scratch.mount()  # the host's temporary directories are never seen by any job
+    if config.get("cgroup_fd") is not None:
+        try:
+            worker.cgroup = JobCgroup(config["cgroup_fd"])
+            worker.protections.append("memory_cgroup")
+        except OSError:
+            worker.cgroup = None
+    worker.zygote = zygote.start({"run_dir": RUN_DIR if worker.private_tmp else "/tmp",
+                                  "own_pid_namespace": worker.own_pid_namespace})  # fmt: skip
+    _write_line(json.dumps({"ready": True, "protections": worker.protections}).encode())
     while (frame := read_request(0)) is not None:
         request = json.loads(frame)
-        limits = Limits.from_dict(request["limits"])
         try:
-            result = run_job(request["job"], limits, config)
+            result = run_job(request, worker)
         except Exception as exc:  # noqa: BLE001 - a server bug must become a result, not a dead worker
             result = {
                 "status": "error",
                 "error_type": "SandboxError",
                 "message": f"{type(exc).__name__}: {exc}",
             }
-        out.write(json.dumps(result).encode() + b"\n")
-        out.flush()
-
-
-if __name__ == "__main__":
-    main()
+            worker.broken = worker.broken or f"{type(exc).__name__}: {exc}"
+        if worker.broken:
+            result["worker_replaced"] = worker.broken
+        _write_line(json.dumps(result).encode())
+        if worker.broken:
+            return  # the host starts a new worker for the next job

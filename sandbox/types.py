@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-STYLES = ("script", "unittest", "stdio")
+STYLES = ("script", "unittest", "pytest", "stdio")
+# How a job's verdict is decided: by a judge process that runs the tests apart from the solution, or in the
+# solution's own process (for tests that need it; such a verdict could be forged). See sandbox/isolation.py.
+ISOLATIONS = ("judge", "in_process")
 # Host -> server framing: each request is its length in this many bytes (ASCII digits and a newline), then
 # the JSON request itself.
 REQUEST_HEADER_BYTES = 16
-# Directories every worker gets as private, empty tmpfs mounts.
-PRIVATE_TMPS = ("/tmp", "/var/tmp", "/dev/shm")
 STATUSES = (
     "passed",
     "failed",
@@ -54,6 +55,8 @@ class Job:
     module_name: str = "solution"
     # Trusted line coverage of `code` (Result.covered_lines / line_coverage); off costs nothing.
     coverage: bool = False
+    # "judge", "in_process", or None: chosen from the tests by the rule in sandbox/isolation.py.
+    isolation: str | None = None
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -64,6 +67,12 @@ class Job:
             raise ValueError("style 'stdio' needs `expected_stdout`")
         if not self.module_name.isidentifier():
             raise ValueError(f"module_name {self.module_name!r} is not a Python identifier")
+        if self.isolation is not None and self.isolation not in ISOLATIONS:
+            raise ValueError(
+                f"unknown isolation {self.isolation!r}: use one of {', '.join(ISOLATIONS)} or None"
+            )
+        if self.style == "stdio" and self.isolation == "in_process":
+            raise ValueError("stdio jobs are always judged outside the program (isolation 'judge' or None)")
 
 
 @dataclass
@@ -81,7 +90,11 @@ class Result:
     stderr_truncated: bool = False
     wall_ms: float = 0.0
     cpu_ms: float = 0.0
-    isolation: list[str] = field(default_factory=list)
+    # Which mode decided the verdict: "judge" (tests in another process, the verdict cannot be forged by the code)
+    # or "in_process" (the code shared the tests' process); "" for a job that never reached a worker.
+    isolation: str = ""
+    # The protections this run had (net_namespace, readonly_root, memory_cgroup, ...; see `Sandbox.protections`).
+    protections: list[str] = field(default_factory=list)
     # Only for jobs run with coverage=True: the lines of `code` that ran (None when the job sent no report),
     # and the lines that could run, computed by the host from the compiled code (None if it does not compile).
     covered_lines: list[int] | None = None
@@ -104,6 +117,10 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Result:
+        if isinstance(
+            d.get("isolation"), list
+        ):  # stored before there were two modes: it held the protections
+            d = dict(d, protections=d["isolation"], isolation="in_process")
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown Result fields: {sorted(unknown)}")

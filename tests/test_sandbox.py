@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import json
 import os
@@ -12,15 +11,14 @@ import signal
 import subprocess
 import sys
 import threading
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from sandbox import Job, Limits, Result, Sandbox, runner
-from sandbox import core as sandbox_core
-from sandbox.runner import REPORT_MAGIC
-from sandbox.verdict import decide, normalise_output, unittest_test_ids
+from sandbox import pool as sandbox_pool
+from sandbox.testcode import unittest_test_ids
+from sandbox.verdict import decide_in_process, normalise_output, parse_records
 from tests.sandbox_cases.helpers import (
     FAST,
     HONEST_CODE,
@@ -210,8 +208,8 @@ def test_result_from_dict_rejects_unknown_fields():
 
 
 def test_job_rejects_unknown_style():
-    with pytest.raises(ValueError, match="unknown test style 'pytest'"):
-        Job("x = 1", "assert True", style="pytest")
+    with pytest.raises(ValueError, match="unknown test style 'nose'"):
+        Job("x = 1", "assert True", style="nose")
 
 
 def test_run_many_keeps_input_order_through_crashes_and_hangs(sb):
@@ -269,10 +267,8 @@ def test_run_many_resends_the_jobs_queued_behind_a_killed_worker():
 def test_run_many_with_requests_and_results_larger_than_a_pipe_does_not_block():
     code = "def add(a, b):\n    return a + b\nprint('x' * 150000)\n"
     tests = "# " + "y" * 300000 + "\n" + HONEST_TESTS  # a request far over the 64 KiB a pipe holds
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=Limits(timeout_s=10, output_bytes=200000)) as box:
-            results = box.run_many([Job(code, tests)] * 3)
+    with quiet_sandbox(workers=1, limits=Limits(timeout_s=10, output_bytes=200000)) as box:
+        results = box.run_many([Job(code, tests)] * 3)
     assert [r.status for r in results] == ["passed"] * 3
     assert all(len(r.stdout) == 150001 for r in results)
 
@@ -286,24 +282,20 @@ def test_results_still_queued_when_a_caller_is_interrupted_never_reach_the_next_
     def interrupted(i: int, result: Result) -> None:
         raise KeyboardInterrupt  # arrives while the next job's result is still on its way
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=FAST) as box:
-            with pytest.raises(KeyboardInterrupt):
-                box._workers[0].run_stream(jobs, todo, FAST, interrupted)
-            # Read in order, a leftover "passed" would become this wrong solution's result.
-            assert box.run("def add(a, b):\n    return 0\n", HONEST_TESTS).status == "failed"
+    with quiet_sandbox(workers=1) as box:
+        with pytest.raises(KeyboardInterrupt):
+            box._workers[0].run_stream(jobs, todo, FAST, interrupted)
+        # Read in order, a leftover "passed" would become this wrong solution's result.
+        assert box.run("def add(a, b):\n    return 0\n", HONEST_TESTS).status == "failed"
 
 
 def test_subdirectories_and_links_in_the_run_dir_do_not_reach_the_next_job():
     make = "import os\nos.makedirs('sub/deeper')\nopen('sub/deeper/f', 'w').write('x')\nos.symlink('/etc', 'link')\n"
     look = "import os\nprint(sorted(os.listdir('.')))\n"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=1, limits=FAST) as box:
-            assert box.run(make, "assert True").status == "passed"
-            r = box.run(look, "assert True")
-    assert r.stdout.strip() == "['solution.py', 'test_solution.py']"
+    with quiet_sandbox(workers=1) as box:
+        assert box.run(make, "assert True").status == "passed"
+        r = box.run(look, "assert True")
+    assert r.stdout.strip() == "['solution.py']"  # judged: the tests never touch the solution's filesystem
     assert os.path.isdir("/etc")
 
 
@@ -318,77 +310,104 @@ def test_no_process_outlives_its_job(sb):
     assert sandbox_processes(sb.uids) == []
 
 
-@pytest.mark.parametrize("reader", ["dict version tags", "identity fallback"])
-def test_tamper_check_sees_a_replaced_builtin(reader, monkeypatch):
-    if reader == "identity fallback":
-        monkeypatch.setattr(runner, "_read_version", None)
-    snapshot = runner.take_snapshot()
-    assert runner.tampered(snapshot) == []
-    original = builtins.all
-    try:
-        builtins.all = lambda items: True
-        assert "builtins.all was replaced" in runner.tampered(snapshot)
-    finally:
-        builtins.all = original
-    assert runner.tampered(snapshot) == []  # a patch that was undone is not tampering
+def test_tamper_watch_sees_a_replaced_added_or_restored_name():
+    namespace = {"all": all, "any": any}
+    watch = runner.Watched("ns", namespace, strict=False)
+    table = runner.VersionTable([namespace])
+    assert table.usable and table.changed() == [] and watch.change() is None
+    namespace["all"] = lambda items: True
+    assert table.changed() == [0] and watch.change() == "ns.all was replaced"
+    namespace["all"] = all
+    assert (
+        watch.change() is None
+    )  # a patch that was undone (mock.patch in a test) is not tampering by content,
+    assert table.changed() == [0]  # but the write is seen: where nothing may ever be written, it is tampering
+    namespace["extra"] = 1
+    assert watch.change() == "ns.extra was added"
 
 
-def test_forged_or_missing_reports_never_pass():
-    common = dict(
-        style="script",
-        report_overflow=False,
-        nonce_hash=hashlib.sha256(b"abc").hexdigest(),
-        kill_reason=None,
-        expected={"statements": 1},
-        stdout=b"",
-        expected_stdout=None,
-        module_name="solution",
+def _records(*records: list, nonce: bytes | None = b"abc") -> bytes:
+    data = b"".join(b"R%08d" % len(json.dumps(r)) + json.dumps(r).encode() for r in records)
+    return data + (b"E" + nonce if nonce is not None else b"")
+
+
+def test_in_process_records_need_the_nonce_and_keep_the_first_outcome():
+    common = dict(report_overflow=False, nonce_hash=hashlib.sha256(b"abc").hexdigest(), exit_status=0,
+                  expected={"statements": 1}, style="script", module_name="solution", kill_reason=None,
+                  memory_killed=False, coverage=False)  # fmt: skip
+    good = _records(["o", "0", "ok"], ["a", 1])
+    assert decide_in_process(records=good, **common)["status"] == "passed"
+    assert (
+        decide_in_process(records=_records(["o", "0", "ok"], ["a", 1], nonce=b"xyz"), **common)["status"]
+        == "tampering"
     )
-    good = (
-        REPORT_MAGIC
-        + json.dumps({"nonce": "abc", "done": True, "statements": 1, "asserts": 1, "tampering": []}).encode()
+    assert (
+        decide_in_process(records=_records(["o", "0", "ok"], ["a", 1], nonce=None), **common)["status"]
+        == "error"
     )
-    assert decide(report=good, exit_status=0, **common)["status"] == "passed"
-    forged = REPORT_MAGIC + json.dumps({"nonce": "xyz", "done": True, "statements": 1}).encode()
-    assert decide(report=forged, exit_status=0, **common)["status"] == "tampering"
-    assert decide(report=good + good, exit_status=0, **common)["status"] == "tampering"
-    assert decide(report=b"", exit_status=0, **common)["status"] == "error"
-    short = (
-        REPORT_MAGIC + json.dumps({"nonce": "abc", "done": True, "statements": 0, "tampering": []}).encode()
+    flipped = _records(["o", "0", "ok"], ["o", "0", "failed"], ["a", 1])
+    assert decide_in_process(records=flipped, **common)["status"] == "tampering"
+    assert decide_in_process(records=b"garbage" + good, **common)["status"] == "tampering"
+    assert (
+        decide_in_process(records=_records(["a", 1]), **common)["status"] == "error"
+    )  # the statement never ran
+    report, ended, forged = parse_records(
+        _records(["o", "0", "failed"], ["o", "0", "failed"]), hashlib.sha256(b"abc").hexdigest()
     )
-    assert decide(report=short, exit_status=0, **common)["status"] == "error"
+    assert ended and forged is None and report["outcomes"]["0"]["outcome"] == "failed"
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0, reason="needs root and bubblewrap")
 def test_full_isolation_is_reported_with_bwrap(sb):
     r = sb.run(HONEST_CODE, HONEST_TESTS)
-    assert set(sandbox_core.FULL_ISOLATION) <= set(r.isolation)
+    assert set(sandbox_pool.PROTECTIONS) <= set(r.protections)
     assert sb.missing_protections() == []
 
 
-def test_without_bwrap_it_still_works_and_warns_once(monkeypatch):
-    monkeypatch.setattr(sandbox_core, "_warned", False)
-    with pytest.warns(RuntimeWarning, match="reduced isolation.*readonly_root"):
-        with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:
-            r = box.run(HONEST_CODE, HONEST_TESTS)
-            write = box.run("open('/etc/sandbox-test', 'w')\n", "assert True")
-            home = box.run(
-                "import os\nprint(sorted(os.listdir(os.path.expanduser('~root'))))\n", "assert True"
-            )
-    assert r.status == "passed" and "readonly_root" not in r.isolation
-    assert write.status == "error"  # the unprivileged uid still cannot write /etc
-    if "hidden_home" in home.isolation:
-        assert ".bashrc" not in home.stdout and ".profile" not in home.stdout
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with Sandbox(workers=1, limits=FAST, use_bwrap=False) as box:
-            assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+@pytest.mark.skipif(os.geteuid() != 0, reason="the fallback isolates fully only as root")
+def test_without_bwrap_the_root_is_read_only_too_and_nothing_is_missing():
+    with quiet_sandbox(workers=1, use_bwrap=False) as box:
+        r = box.run(HONEST_CODE, HONEST_TESTS)
+        writes = [
+            box.run(f"open({path!r}, 'w').write('x')\n", "assert True")
+            for path in ("/etc/sandbox-test", "/run/lock/sandbox-test", "/var/lib/sandbox-test")
+        ]
+        home = box.run("import os\nprint(sorted(os.listdir(os.path.expanduser('~root'))))\n", "assert True")
+    assert r.status == "passed" and set(sandbox_pool.PROTECTIONS) <= set(r.protections)
+    assert [w.error_type for w in writes] == ["OSError"] * 3 and all("Read-only" in w.message for w in writes)
+    assert ".bashrc" not in home.stdout and ".profile" not in home.stdout
+    assert not os.path.exists("/run/lock/sandbox-test")
+
+
+def test_missing_protections_are_one_line_on_stderr_once_per_process(monkeypatch, capsys):
+    monkeypatch.setattr(sandbox_pool, "_noticed", False)
+    monkeypatch.setattr(
+        sandbox_pool.Sandbox, "missing_protections", lambda self: ["readonly_root", "memory_cgroup"]
+    )
+    for _ in range(2):
+        with Sandbox(workers=1, limits=FAST):
+            pass
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(
+        "sandbox: reduced isolation, missing readonly_root, memory_cgroup ("
+    )
+    assert "Warning" not in err and ".py" not in err  # no warning category, no source path
+    with Sandbox(workers=1, limits=FAST, notice=False):
+        pass
+    assert capsys.readouterr().err == ""
+
+
+def test_the_notice_hint_fits_the_user(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert "run as root" not in sandbox_pool.why_missing("net_namespace")
+    assert "run as root" not in sandbox_pool.why_missing("unprivileged_uid")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "run as root" in sandbox_pool.why_missing("net_namespace")
+    assert "run as root" in sandbox_pool.why_missing("unprivileged_uid")
 
 
 def test_closed_sandbox_refuses_jobs():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        box = Sandbox(workers=1, limits=FAST)
+    box = Sandbox(workers=1, limits=FAST, notice=False)
     box.close()
     with pytest.raises(RuntimeError, match="closed"):
         box.run(HONEST_CODE, HONEST_TESTS)
@@ -427,22 +446,20 @@ def test_cli_check_lists_protections_and_probes():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fallback isolates fully only as root")
-def test_cli_check_without_bwrap_names_the_missing_protection():
+def test_cli_check_without_bwrap_shows_the_fallback_keeps_every_protection():
     cmd = [sys.executable, "-m", "sandbox", "check", "--no-bwrap"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "MISSING readonly_root" in done.stdout
-    assert "reduced isolation: readonly_root" in done.stdout
+    assert "ok      readonly_root" in done.stdout and "ok      memory_cgroup" in done.stdout
+    assert "all protections active" in done.stdout
 
 
 def test_concurrent_sandboxes_do_not_interfere():
     results = []
 
     def use() -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with Sandbox(workers=1, limits=FAST) as box:
-                results.append(box.run(HONEST_CODE, HONEST_TESTS).status)
+        with quiet_sandbox(workers=1) as box:
+            results.append(box.run(HONEST_CODE, HONEST_TESTS).status)
 
     threads = [threading.Thread(target=use) for _ in range(2)]
     for t in threads:
@@ -483,3 +500,58 @@ def test_a_python_install_under_tmp_is_shown_to_jobs_and_survives_the_wipe(tmp_p
     assert printed_prefix == prefix == str(venv)
     assert write == "error"  # shown read-only
     assert not (venv / "evil").exists()
+
+
+def test_remove_tree_survives_depth_width_and_links_and_follows_none(tmp_path):
+    from sandbox.scratch import remove_tree
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    root = os.path.join(base, f"sandbox-remove-{os.getpid()}")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    os.mkdir(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for i in range(200):
+            open(os.path.join(root, f"f{i}"), "w").close()
+        os.symlink(str(outside), os.path.join(root, "link"))
+        current = os.dup(fd)
+        for _ in range(1500):  # deeper than Python's recursion limit and than PATH_MAX allows as a path
+            os.mkdir("d", dir_fd=current)
+            os.symlink(str(outside), "to-outside", dir_fd=current)
+            deeper = os.open("d", os.O_RDONLY, dir_fd=current)
+            os.close(current)
+            current = deeper
+        os.close(current)
+        parent = os.open(base, os.O_RDONLY)
+        try:
+            remove_tree(parent, os.path.basename(root))
+        finally:
+            os.close(parent)
+    finally:
+        os.close(fd)
+    assert not os.path.exists(root)
+    assert (outside / "keep.txt").read_text() == "keep"  # links were removed, never followed
+
+
+def test_check_says_why_no_memory_cgroup_is_usable(monkeypatch):
+    from sandbox import cgroup
+
+    monkeypatch.setattr(cgroup, "own_path", lambda: None)
+    assert "no cgroup v1 memory controller" in sandbox_pool.why_missing("memory_cgroup")
+    assert cgroup.create("sandbox-never") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="memory cgroups need root")
+def test_a_closed_sandbox_leaves_no_memory_cgroup_behind():
+    from sandbox import cgroup
+
+    parent = cgroup.own_path()
+    if parent is None:
+        pytest.skip("no cgroup v1 memory controller")
+    with quiet_sandbox(workers=2) as box:
+        assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+        names = [f"{cgroup.PREFIX}{uid}" for uid in box.uids]
+        assert all(os.path.isdir(os.path.join(parent, n)) for n in names)
+    assert not any(os.path.exists(os.path.join(parent, n)) for n in names)

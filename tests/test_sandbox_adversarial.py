@@ -1,320 +1,49 @@
-"""The adversarial corpus: hostile programs, each checked for its status and for an unaffected host.
+"""The adversarial corpus (tests/sandbox_cases/corpus.py): hostile programs, each checked for its status and for an
+unaffected host, judged and in-process, with bubblewrap and in the fallback without it.
 
-After every case: a canary file outside the run directory is unchanged, no process the job started is alive,
-no connection reached a listener on the host's loopback, no secret leaked into the result, and the next honest
-job in the same (single) worker still passes.
+After every case: canaries outside the run directory are unchanged (a root-owned directory included, for jobs
+that plant symlinks), nothing appeared in the host's /run/lock or /dev/shm, no process the job started is alive,
+no connection reached a listener on the host's loopback, no secret leaked into the result (an environment token,
+a key in the host's session keyring), and the next honest job in the same (single) worker still passes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
 import socket
-import warnings
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sandbox import Limits, Sandbox
-from tests.sandbox_cases.helpers import HONEST_CODE, HONEST_TESTS, sandbox_processes
+from sandbox import Sandbox
+from tests.sandbox_cases.corpus import CASES, LIMITS, TIMEOUT_LIMITS, Case
+from tests.sandbox_cases.helpers import HONEST_CODE, HONEST_TESTS, quiet_sandbox, sandbox_processes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the full boundary needs root (CI runs as root)")
 
-# Cases expected to time out get a short clock; every other case a generous one, so that a loaded machine
-# cannot turn them into timeouts.
-TIMEOUT_LIMITS = Limits(timeout_s=1.0, memory_mb=512, output_bytes=4096, file_mb=16)
-LIMITS = Limits(timeout_s=15.0, memory_mb=512, output_bytes=4096, file_mb=16)
+SETUPS = ["bwrap", "fallback"] if shutil.which("bwrap") else ["fallback"]
+# Every case in both modes where bubblewrap is installed; in the fallback (no bubblewrap), every case in the
+# default mode, the judge (the in-process mode adds nothing there that the bubblewrap runs do not cover).
+RUNS = [(case, mode, setup) for case in CASES for mode in case.modes() for setup in SETUPS
+        if setup == SETUPS[0] or mode == "judge"]  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Case:
-    id: str
-    code: str
-    status: str
-    tests: str = "assert True"
-    style: str = "script"
-    error_type: str | None = None
-    limits: Limits | None = None  # default: TIMEOUT_LIMITS for expected timeouts, else LIMITS
-    needs: str | None = None  # a protection the case relies on beyond the always-present ones
-
-
-# Memory and process bombs fill a smaller address space sooner.
-SMALL_MEMORY = Limits(timeout_s=15.0, memory_mb=256, output_bytes=4096, file_mb=16)
-ALWAYS_EQUAL = "class Anything:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
-
-CASES = [
-    # Time
-    Case("infinite_loop", "while True:\n    pass\n", "timeout"),
-    Case(
-        "loop_ignoring_signals",
-        "import signal\nfor s in (signal.SIGALRM, signal.SIGTERM, signal.SIGINT, signal.SIGXCPU):\n"
-        "    signal.signal(s, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass\n",
-        "timeout",
-    ),
-    Case("c_level_loop", "sum(range(10 ** 12))\n", "timeout"),
-    Case("long_sleep", "import time\ntime.sleep(100)\n", "timeout"),
-    Case(
-        "busy_threads_after_main_returns",
-        "import threading\ndef spin():\n    while True:\n        pass\n"
-        "threading.Thread(target=spin).start()\nthreading.Thread(target=spin).start()\n"
-        "import time\ntime.sleep(100)\n",
-        "timeout",
-    ),
-    # Processes
-    Case(
-        "fork_bomb",
-        "import os\nwhile True:\n    os.fork()\n",
-        "error",
-        error_type="BlockingIOError",
-        limits=SMALL_MEMORY,
-    ),
-    Case(
-        "detached_daemon",
-        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-        "        while True:\n            time.sleep(0.01)\n    os._exit(0)\n"
-        "def add(a, b):\n    return a + b\n",
-        "passed",
-        tests="assert add(1, 1) == 2",
-    ),
-    Case(
-        "thread_bomb",
-        "import threading, time\nwhile True:\n    threading.Thread(target=time.sleep, args=(100,)).start()\n",
-        "error",
-        error_type="RuntimeError",
-    ),
-    Case(
-        "kill_parent",
-        "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n",
-        "error",
-        error_type="PermissionError",
-    ),
-    Case("kill_own_process_group", "import os, signal\nos.killpg(os.getpgrp(), signal.SIGKILL)\n", "crashed"),
-    Case(
-        "kill_everything_it_can",
-        "import os, signal\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept ProcessLookupError:\n    pass\n"
-        "def add(a, b):\n    return a + b\n",
-        "passed",
-        tests="assert add(2, 2) == 4",
-    ),
-    # Memory
-    Case("memory_bomb", "x = bytearray(10 ** 10)\n", "memory_limit", limits=SMALL_MEMORY),
-    Case(
-        "slow_memory_growth",
-        "chunks = []\nwhile True:\n    chunks.append(b'x' * 10 ** 6)\n",
-        "memory_limit",
-        limits=SMALL_MEMORY,
-    ),
-    Case("deep_recursion", "def f(n):\n    return f(n + 1)\nf(0)\n", "error", error_type="RecursionError"),
-    Case(
-        "c_stack_overflow",
-        "import sys, threading\nsys.setrecursionlimit(10 ** 6)\nthreading.stack_size(256 * 1024)\n"
-        "nested = []\nfor _ in range(10 ** 4):\n    nested = [nested]\n"
-        "t = threading.Thread(target=repr, args=(nested,))\nt.start()\nt.join()\n",
-        "crashed",
-        error_type="SIGSEGV",
-    ),
-    # Output and files
-    Case("print_flood", "while True:\n    print('x' * 100)\n", "output_limit"),
-    Case("os_write_flood", "import os\nwhile True:\n    os.write(1, b'y' * 65536)\n", "output_limit"),
-    Case("stderr_flood", "import os\nwhile True:\n    os.write(2, b'z' * 65536)\n", "output_limit"),
-    Case(
-        "ten_gb_file",
-        "with open('big.bin', 'wb') as f:\n    for _ in range(10 * 1024):\n        f.write(b'0' * 2 ** 20)\n",
-        "output_limit",
-    ),
-    Case("write_etc", "open('/etc/passwd', 'a').write('evil::0:0::/:/bin/sh\\n')\n", "error"),
-    Case("overwrite_canary", "open({canary!r}, 'w').write('owned')\n", "error"),
-    Case(
-        "overwrite_world_writable_canary",
-        "open({open_canary!r}, 'w').write('owned')\n",
-        "error",
-        needs="readonly_root",  # only a read-only view stops writes that file permissions allow
-    ),
-    Case("delete_canary", "import os\nos.remove({open_canary!r})\n", "error"),
-    Case("write_host_tmp", "open({tmp_canary!r}, 'w').write('owned')\n", "error"),
-    # Secrets
-    Case("read_home_secret", "print(open({secret!r}).read())\n", "error", error_type="FileNotFoundError"),
-    Case("read_ssh_dir", "import os\nprint(os.listdir(os.path.expanduser('~root/.ssh')))\n", "error"),
-    Case(
-        "read_proc_1_environ",
-        "print(open('/proc/1/environ').read())\n",
-        "error",
-        error_type="PermissionError",
-    ),
-    Case(
-        "dump_environment",
-        "import os\nprint(dict(os.environ))\ndef add(a, b):\n    return a + b\n",
-        "passed",
-        tests="assert add(0, 0) == 0",
-    ),
-    # Network
-    Case(
-        "connect_out",
-        "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)\n",
-        "error",
-        error_type="OSError",
-    ),
-    Case(
-        "connect_host_loopback",
-        "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n",
-        "error",  # refused (bwrap's namespace has a loopback) or unreachable (none): the listener hears nothing
-    ),
-    Case(
-        "dns_lookup", "import socket\nsocket.getaddrinfo('example.com', 80)\n", "error", error_type="gaierror"
-    ),
-    # Crashes
-    Case("ctypes_segfault", "import ctypes\nctypes.string_at(0)\n", "crashed", error_type="SIGSEGV"),
-    Case("abort", "import os\nos.abort()\n", "crashed", error_type="SIGABRT"),
-    Case("close_all_descriptors", "import os\nos.closerange(0, 4096)\n", "error", error_type="EarlyExit"),
-    Case("input_without_stdin", "x = input()\n", "error", error_type="EOFError"),
-    # Never a false pass
-    Case("os_exit_before_tests", "import os\nos._exit(0)\n", "error", error_type="EarlyExit"),
-    Case(
-        "os_exit_during_tests",
-        "import os\ndef add(a, b):\n    os._exit(0)\n",
-        "error",
-        tests="assert add(1, 2) == 3",
-        error_type="EarlyExit",
-    ),
-    Case("sys_exit_zero", "import sys\nsys.exit(0)\n", "error", error_type="SystemExit"),
-    Case(
-        "sys_exit_during_tests",
-        "import sys\ndef add(a, b):\n    sys.exit(0)\n",
-        "error",
-        tests="assert add(1, 2) == 3",
-        error_type="SystemExit",
-    ),
-    Case("keyboard_interrupt", "raise KeyboardInterrupt\n", "error", error_type="KeyboardInterrupt"),
-    Case(
-        "always_equal_object",
-        ALWAYS_EQUAL + "def add(a, b):\n    return Anything()\n",
-        "tampering",
-        tests=HONEST_TESTS,
-    ),
-    Case(
-        "always_equal_inside_a_list",
-        ALWAYS_EQUAL + "def pair(a):\n    return [Anything(), Anything()]\n",
-        "tampering",
-        tests="assert pair(1) == [1, 2]\nassert sorted(pair(3)) == [3, 4]",
-    ),
-    Case(
-        "lying_str_subclass",
-        "class S(str):\n    def __eq__(self, other):\n        return True\n    __hash__ = str.__hash__\n"
-        "def name():\n    return S('wrong')\n",
-        "tampering",
-        tests="assert name() == 'right'",
-    ),
-    Case(
-        "always_equal_in_humaneval_check",
-        ALWAYS_EQUAL + "def add(a, b):\n    return Anything()\n",
-        "tampering",
-        tests="def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(5, 5) in [10]\n\ncheck(add)",
-    ),
-    Case(
-        "patched_builtins",
-        "import builtins\nbuiltins.all = lambda items: True\ndef evens(n):\n    return [1, 3]\n",
-        "tampering",
-        tests="assert all(x % 2 == 0 for x in evens(4))",
-    ),
-    Case(
-        "settrace_skips_asserts",
-        "import sys\ndef tracer(frame, event, arg):\n    return tracer\nsys.settrace(tracer)\n"
-        "def add(a, b):\n    return 0\n",
-        "tampering",
-        tests="assert True",
-    ),
-    Case(
-        # Install a tracer, jump over the remaining asserts of check(), remove the tracer before the end.
-        "settrace_jump_then_remove",
-        "import sys\n_calls = []\ndef solve():\n    _calls.append(1)\n    if len(_calls) == 1:\n"
-        "        caller = sys._getframe(1)\n        end = caller.f_code.co_firstlineno + 4\n"
-        "        def jump(frame, event, arg):\n            if event == 'line' and frame.f_lineno < end:\n"
-        "                frame.f_lineno = end\n                sys.settrace(None)\n"
-        "                frame.f_trace = None\n            return jump\n"
-        "        caller.f_trace = jump\n        sys.settrace(lambda *a: None)\n    return 1\n",
-        "tampering",
-        tests="def check(candidate):\n    assert candidate() == 1\n    assert candidate() == 2\n"
-        "    assert candidate() == 3\n    pass\n\n\ncheck(solve)\n",
-    ),
-    Case(
-        "forge_result_channel",
-        'import os\nfake = b\'SBX1{"done": true, "nonce": "0", "statements": 1, "tampering": []}\'\n'
-        "for fd in range(3, 1024):\n    try:\n        os.write(fd, fake)\n    except OSError:\n        pass\n"
-        "os._exit(0)\n",
-        "tampering",
-    ),
-    Case(
-        "steal_nonce_from_memory_and_forge",
-        "import gc, os, re, stat, sys\n"
-        "hexes = [o for o in gc.get_objects() if isinstance(o, str) and re.fullmatch('[0-9a-f]{32}', o)]\n"
-        "frame, names = sys._getframe(), []\nwhile frame:\n"
-        "    hexes += [v for v in frame.f_locals.values() if isinstance(v, str) and re.fullmatch('[0-9a-f]{32}', v)]\n"
-        "    frame = frame.f_back\n"
-        "nonce = hexes[0] if hexes else '0' * 32\n"
-        'fake = b\'SBX1{"done": true, "nonce": "\' + nonce.encode() + b\'", "statements": 1, "tampering": []}\'\n'
-        "for fd in range(3, 256):\n    try:\n        if stat.S_ISFIFO(os.fstat(fd).st_mode):\n"
-        "            os.write(fd, fake)\n            break\n    except OSError:\n        pass\n"
-        "os._exit(0)\n",
-        "tampering",
-    ),
-    Case(
-        "patch_os_write_and_exit",
-        "import os\nos.write = lambda fd, data: len(data)\nos._exit = lambda code: None\n"
-        "def add(a, b):\n    return a - b\n",
-        "failed",
-        tests=HONEST_TESTS,
-    ),
-    Case(
-        "patched_assert_equal",
-        "import unittest\nunittest.TestCase.assertEqual = lambda self, a, b, msg=None: None\n"
-        "def add(a, b):\n    return 0\n",
-        "tampering",
-        tests="import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
-        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n",
-        style="unittest",
-    ),
-    Case(
-        "patched_test_result",
-        "import unittest\nunittest.TestResult.addFailure = lambda self, test, err: None\n"
-        "def add(a, b):\n    return 0\n",
-        "tampering",
-        tests="import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
-        "    def test_add(self):\n        assert add(1, 2) == 3\n",
-        style="unittest",
-    ),
-    Case(
-        "skip_raised_from_the_code",
-        "import unittest\ndef add(a, b):\n    raise unittest.SkipTest('no')\n",
-        "error",
-        tests="import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
-        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n",
-        style="unittest",
-        error_type="SkipTest",
-    ),
-    Case(
-        "delete_test_methods",
-        "import sys, unittest\n_orig = unittest.TestLoader.getTestCaseNames\ndef add(a, b):\n    return 0\n",
-        "error",
-        tests="import unittest\nfrom solution import add\nclass T(unittest.TestCase):\n"
-        "    def test_add(self):\n        self.assertEqual(add(1, 2), 3)\n"
-        "del T.test_add\n",
-        style="unittest",
-        error_type="TestsNotRun",
-    ),
-    Case(
-        "stdio_right_answer_then_hang",
-        "print(int(input()) + 1)\nimport sys\nsys.stdout.flush()\nwhile True:\n    pass\n",
-        "timeout",
-        tests=None,
-        style="stdio",
-    ),
-]
+def _add_session_key(description: str, secret: str) -> int:
+    """Put a key in this (the host's) session keyring, as a user's login session might hold one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    data = secret.encode()
+    return libc.syscall(
+        248, b"user", description.encode(), data, len(data), -3
+    )  # add_key, KEY_SPEC_SESSION_KEYRING
 
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    """Canaries, a secret in a home directory, a loopback listener and a single-worker sandbox."""
+    """Canaries, secrets (a home file, an environment token, a session key), a loopback listener, sandboxes."""
     base = f"/var/lib/sandbox-canary-{os.getpid()}"
     os.makedirs(base, mode=0o755, exist_ok=True)
     canary = os.path.join(base, "canary.txt")
@@ -334,80 +63,171 @@ def host(tmp_path_factory):
     with open(secret, "w") as f:
         f.write(token)
     os.chmod(secret, 0o644)  # readable by anyone who can see it: only hiding the home protects it
+    key_token = secrets.token_hex(16)
+    _add_session_key(f"sandbox-test-{os.getpid()}", key_token)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     listener.setblocking(False)
     os.environ["SANDBOX_TEST_TOKEN"] = token
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        box = Sandbox(workers=1, limits=LIMITS)
-    values = dict(
-        canary=canary,
-        open_canary=open_canary,
-        tmp_canary=tmp_canary,
-        secret=secret,
-        port=listener.getsockname()[1],
-    )
-    yield dict(box=box, token=token, listener=listener, values=values)
-    box.close()
+    contexts, boxes = [], {}
+    for setup in SETUPS:
+        for _ in range(2):  # two single-worker sandboxes per setup: the corpus runs on both at once
+            context = quiet_sandbox(workers=1, limits=LIMITS, use_bwrap=setup == "bwrap")
+            contexts.append(context)
+            boxes.setdefault(setup, []).append(context.__enter__())
+    values = dict(canary=canary, open_canary=open_canary, tmp_canary=tmp_canary, secret=secret,
+                  port=listener.getsockname()[1], canary_dir=base, token8=token[:8])  # fmt: skip
+    yield dict(boxes=boxes, token=token, key_token=key_token, listener=listener, values=values, base=base)
+    for context in contexts:
+        context.__exit__(None, None, None)
     os.environ.pop("SANDBOX_TEST_TOKEN", None)
     listener.close()
     os.remove(secret)
     shutil.rmtree(base, ignore_errors=True)
 
 
-def test_corpus_is_large_and_distinct():
-    assert len(CASES) >= 30
+def _fill(text: str | None, values: dict) -> str | None:
+    if text is None:
+        return None
+    for key, value in values.items():
+        text = text.replace("{" + key + "!r}", repr(value)).replace("{" + key + "}", str(value))
+    return text
+
+
+def _host_findings(host: dict, box: Sandbox) -> list[str]:
+    """What a job changed on the host, or left running."""
+    found, values = [], host["values"]
+    for key in ("canary", "tmp_canary", "open_canary"):
+        with open(values[key]) as f:
+            if f.read() != "original\n":
+                found.append(f"{key} was changed")
+    if sorted(os.listdir(host["base"])) != ["canary.txt", "world-writable.txt"]:
+        found.append(f"files appeared in {host['base']}")
+    for leftover in (f"/run/lock/sandbox-{values['token8']}", f"/dev/shm/sandbox-{values['token8']}"):
+        if os.path.exists(leftover):
+            found.append(f"{leftover} reached the host")
+    if sandbox_processes(box.uids):
+        found.append("a process started by the job is still alive")
+    return found
+
+
+def _run_one(case: Case, mode: str, box: Sandbox, host: dict) -> dict:
+    values = host["values"]
+    limits = case.limits or (TIMEOUT_LIMITS if case.expected(mode) == "timeout" else LIMITS)
+    stdio = case.style == "stdio"
+    result = box.run(
+        _fill(case.code, values), _fill(case.tests, values), case.style,
+        case.stdin if stdio else None, _fill(case.expected_stdout, values) if stdio else None,
+        limits=limits, isolation=mode if not stdio else None,
+    )  # fmt: skip
+    findings = _host_findings(host, box)
+    try:
+        host["listener"].accept()
+        findings.append("a connection reached the host's loopback listener")
+    except BlockingIOError:
+        pass
+    honest = box.run(HONEST_CODE, HONEST_TESTS, isolation=mode if not stdio else None)
+    return {"result": result, "findings": findings, "honest": honest}
+
+
+@pytest.fixture(scope="module")
+def outcomes(host):
+    """Every run of the corpus, each followed by an honest job in the same worker; two workers per setup."""
+    done: dict[tuple[str, str, str], dict] = {}
+    for setup in SETUPS:
+        runs = [(case, mode) for case, mode, s in RUNS if s == setup]
+        lanes = [runs[0::2], runs[1::2]]
+
+        def lane(i: int, lanes: list = lanes, setup: str = setup) -> None:
+            box = host["boxes"][setup][i]
+            for case, mode in lanes[i]:
+                done[(case.id, mode, setup)] = _run_one(case, mode, box, host)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lane, range(2)))
+    return done
+
+
+def test_corpus_is_large_distinct_and_covers_both_modes():
+    assert len(CASES) >= 100
     assert len({c.id for c in CASES}) == len(CASES)
     assert len({(c.code, c.tests, c.style) for c in CASES}) == len(CASES)
+    assert sum(c.style == "stdio" for c in CASES) >= 3 and sum(c.style == "unittest" for c in CASES) >= 8
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_hostile_program(case: Case, host) -> None:
-    box, values = host["box"], host["values"]
-    if case.needs is not None and case.needs not in box.isolation:
-        pytest.skip(f"{case.needs} is not available here (install bubblewrap)")
-    code = case.code
-    for key, value in values.items():
-        code = code.replace("{" + key + "!r}", repr(value)).replace("{" + key + "}", str(value))
-    expected_stdout = "2" if case.style == "stdio" else None
-    stdin = "1\n" if case.style == "stdio" else None
-    limits = case.limits or (TIMEOUT_LIMITS if case.status == "timeout" else LIMITS)
-    r = box.run(code, case.tests, case.style, stdin, expected_stdout, limits=limits)
-
-    assert r.status == case.status, (r.status, r.error_type, r.message, r.traceback[-500:])
-    if case.error_type is not None:
+@pytest.mark.parametrize(("case", "mode", "setup"), RUNS, ids=[f"{c.id}-{m}-{s}" for c, m, s in RUNS])
+def test_hostile_program(case: Case, mode: str, setup: str, host, outcomes) -> None:
+    run = outcomes[(case.id, mode, setup)]
+    r = run["result"]
+    assert r.status == case.expected(mode), (
+        r.status,
+        r.error_type,
+        r.message,
+        r.traceback[-800:],
+        r.stderr[-800:],
+    )
+    assert r.isolation == mode
+    if case.error_type is not None and (mode == "judge" or case.in_process is None):
         assert r.error_type == case.error_type, (r.error_type, r.message)
-    # The host is unaffected.
-    for key in ("canary", "tmp_canary") + (("open_canary",) if "readonly_root" in r.isolation else ()):
-        with open(values[key]) as f:
-            assert f.read() == "original\n", f"{key} was changed"
-    assert sandbox_processes(box.uids) == [], "a process started by the job is still alive"
-    with pytest.raises(BlockingIOError):
-        host["listener"].accept()
+    # The host is unaffected, nothing of the job is left, no secret leaked.
+    assert run["findings"] == []
     leaked = " ".join([r.stdout, r.stderr, r.message, r.traceback])
-    assert host["token"] not in leaked
+    assert host["token"] not in leaked and host["key_token"] not in leaked
     # The next honest job in the same worker still passes.
-    assert box.run(HONEST_CODE, HONEST_TESTS).status == "passed"
+    honest = run["honest"]
+    assert honest.status == "passed", (honest.status, honest.message, honest.stderr[-500:])
 
 
-def test_system_v_shared_memory_does_not_reach_the_next_job(host):
-    box = host["box"]
-    create = (
-        "import ctypes\nlibc = ctypes.CDLL(None)\n"
-        "assert libc.shmget(0, 1 << 20, 0o1000 | 0o600) >= 0\n"  # IPC_PRIVATE, IPC_CREAT
+@pytest.mark.parametrize("setup", SETUPS)
+def test_ipc_objects_and_keys_of_a_job_do_not_reach_the_next_job(setup, host):
+    box = host["boxes"][setup][0]
+    plant = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+        "assert libc.shmget(0, 1 << 20, 0o1000 | 0o600) >= 0\n"  # SysV shared memory (IPC_PRIVATE, IPC_CREAT)
+        "libc.mq_open.restype = ctypes.c_int\nq = libc.mq_open(b'/sandbox-carry', 0o100 | 0o2, 0o666, None)\n"
+        "assert q >= 0\nassert libc.mq_send(q, b'left for the next job', 21, 0) == 0\n"
+        "data = b'left for the next job'\n"
+        "for ring in (-4, -5):\n"  # the uid's keyrings
+        "    assert libc.syscall(248, b'user', b'carry-%d' % -ring, data, len(data), ring) > 0\n"
     )
-    assert box.run(create, "assert True").status == "passed"
-    check = "rows = open('/proc/sysvipc/shm').read().splitlines()[1:]\n"
-    assert box.run(check, "assert rows == []").status == "passed"
+    for mode in ("judge", "in_process"):
+        r = box.run(plant, "assert True", isolation=mode)
+        assert r.status == "passed", (r.message, r.traceback)
+        look = (
+            "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+            "shm = open('/proc/sysvipc/shm').read().splitlines()[1:]\n"
+            "queue = libc.mq_open(b'/sandbox-carry', 0o2)\n"
+            "found = [libc.syscall(249, b'user', b'carry-%d' % n, None, 0) for n in (4, 5)]\n"
+        )
+        r = box.run(look, "assert shm == []\nassert queue == -1\nassert found == [-1, -1]\n", isolation=mode)
+        assert r.status == "passed", (r.message, r.traceback)
 
 
-def test_files_left_in_tmp_do_not_reach_the_next_job(host):
-    box = host["box"]
-    write = "import os\nfor d in ('/tmp', '/dev/shm', os.getcwd()):\n    open(os.path.join(d, 'leak'), 'w').write('x')\n"
+@pytest.mark.parametrize("setup", SETUPS)
+def test_files_left_in_tmp_do_not_reach_the_next_job(setup, host):
+    box = host["boxes"][setup][0]
+    write = "import os\nfor d in ('/tmp', '/var/tmp', '/dev/shm', os.getcwd()):\n    open(os.path.join(d, 'leak'), 'w').write('x')\n"
     assert box.run(write, "assert True").status == "passed"
-    check = (
-        "import os, glob\nfound = glob.glob('/tmp/**/leak', recursive=True) + glob.glob('/dev/shm/leak')\n"
-    )
+    check = "import os, glob\nfound = glob.glob('/tmp/**/leak', recursive=True) + glob.glob('/dev/shm/leak') + glob.glob('/var/tmp/leak')\n"
     assert box.run(check, "assert found == []").status == "passed"
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+def test_no_earlier_jobs_tests_in_a_later_jobs_memory(setup, host):
+    """Another job's tests (and a stdio job's expected output) are never in the memory a job is forked from."""
+    box = host["boxes"][setup][0]
+    marker = "MARK-" + secrets.token_hex(8)
+    scan = (
+        "import re\nhits = []\nfor line in open('/proc/self/maps'):\n    parts = line.split()\n"
+        "    if 'r' not in parts[1]:\n        continue\n    start, end = (int(x, 16) for x in parts[0].split('-'))\n"
+        "    try:\n        with open('/proc/self/mem', 'rb') as mem:\n            mem.seek(start)\n"
+        "            hits += re.findall(rb'MARK-[0-9a-f]{16}', mem.read(min(end - start, 1 << 26)))\n"
+        "    except (OSError, ValueError, OverflowError):\n        pass\nprint(sorted(set(hits)))\n"
+    )
+    honest = "def add(a, b):\n    return a + b\n"
+    for mode in ("judge", "in_process"):
+        assert box.run(honest, f"assert add(1, 2) == 3  # {marker}\n", isolation=mode).status == "passed"
+        assert box.run(honest, style="stdio", stdin="", expected_stdout=marker).status == "failed"
+        r = box.run(scan, "assert True", isolation=mode)
+        assert r.status == "passed" and marker not in r.stdout, r.stdout[-500:]

@@ -43,29 +43,38 @@ def test_coverage_off_reports_nothing(sb):
     assert r.covered_lines is None and r.executable_lines is None and r.line_coverage is None
 
 
-def test_a_tracer_installed_by_the_code_is_tampering_with_coverage_on(sb):
+def test_a_tracer_installed_by_the_code_is_tampering_in_process_with_coverage_on(sb):
+    def run(code: str):
+        return sb.run(code, "assert sign(3) == 1\n", coverage=True, isolation="in_process")
+
     own = "import sys\nsys.settrace(lambda frame, event, arg: None)\n" + SIGN
-    assert sb.run(own, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    assert run(own).status == "tampering"
     # Wrapping the runner's tracer is another object, hence another hook.
     wrapped = "import sys\n_t = sys.gettrace()\nsys.settrace(lambda *a: _t(*a))\n" + SIGN
-    r = sb.run(wrapped, "assert sign(3) == 1\n", coverage=True)
+    r = run(wrapped)
     assert r.status == "tampering" and "trace or profile hook" in r.message
     threads = "import threading\nthreading.settrace(lambda *a: None)\n" + SIGN
-    assert sb.run(threads, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    assert run(threads).status == "tampering"
     profile = "import sys\nsys.setprofile(lambda *a: None)\n" + SIGN
-    assert sb.run(profile, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    assert run(profile).status == "tampering"
+    # Judged, the tests run in another process: a tracer in the solution's process cannot touch them.
+    judged = sb.run(own, "assert sign(3) == 1\n", coverage=True)
+    assert judged.status == "passed" and judged.isolation == "judge" and judged.covered_lines == [1, 2, 3]
 
 
-def test_removing_or_reinstalling_the_tracer_is_refused_as_tampering(sb):
+def test_removing_or_reinstalling_the_tracer_is_refused_as_tampering_in_process(sb):
     # The auditing event behind sys.settrace does not say what is installed, so every call is refused: a
-    # removal could be the second half of an install-jump-remove trick (test_sandbox.py covers that one).
+    # removal could be the second half of an install-jump-remove trick (the adversarial corpus has it).
     tests = "assert sign(3) == 1\nassert sign(-3) == -1\nassert sign(0) == 0\n"
-    honest = sb.run("import sys\n" + SIGN, tests, coverage=True)
+    honest = sb.run("import sys\n" + SIGN, tests, coverage=True, isolation="in_process")
     assert honest.status == "passed" and honest.line_coverage == 1.0
-    removes = sb.run("import sys\n" + SIGN + "sys.settrace(None)\n", tests, coverage=True)
+    removes = sb.run(
+        "import sys\n" + SIGN + "sys.settrace(None)\n", tests, coverage=True, isolation="in_process"
+    )
     assert removes.status == "tampering" and "sys.settrace" in removes.message
     reinstalls = "import sys\n_t = sys.gettrace()\nsys.settrace(None)\nsys.settrace(_t)\n" + SIGN
-    assert sb.run(reinstalls, "assert sign(3) == 1\n", coverage=True).status == "tampering"
+    r = sb.run(reinstalls, "assert sign(3) == 1\n", coverage=True, isolation="in_process")
+    assert r.status == "tampering"
 
 
 def test_a_line_first_reached_late_in_a_hot_loop_and_one_line_functions_are_recorded(sb):

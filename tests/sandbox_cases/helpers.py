@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,12 +16,12 @@ FAST = Limits(timeout_s=10, memory_mb=512, output_bytes=4096)
 
 
 @contextmanager
-def quiet_sandbox(workers: int = 2, limits: Limits = FAST) -> Iterator[Sandbox]:
-    """A sandbox for tests, without the reduced-isolation warning of machines that lack bubblewrap."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Sandbox(workers=workers, limits=limits) as box:
-            yield box
+def quiet_sandbox(
+    workers: int = 2, limits: Limits = FAST, use_bwrap: bool | None = None
+) -> Iterator[Sandbox]:
+    """A sandbox for tests, without the reduced-isolation notice of machines that lack bubblewrap."""
+    with Sandbox(workers=workers, limits=limits, use_bwrap=use_bwrap, notice=False) as box:
+        yield box
 
 
 def sandbox_processes(uids: list[int]) -> list[int]:
