@@ -125,12 +125,13 @@ def test_statement_granularity_marks_the_clause_header_not_the_block():
     assert marked(after, d.after_spans) == ["if item is target:"]
 
 
-def test_statement_granularity_covers_a_multiline_statement_whole():
+def test_statement_granularity_marks_only_the_changed_line_of_a_multiline_statement():
     before = "x = compute(a,\n            b,\n            c)\ny = 1\n"
     after = "x = compute(a,\n            b,\n            d)\ny = 1\n"
     d = diff_code(before, after)
-    assert marked(after, d.after_spans) == ["x = compute(a,\n            b,\n            d)"]
-    assert d.after_lines == [1, 2, 3]
+    assert marked(before, d.before_spans) == ["c)"]
+    assert marked(after, d.after_spans) == ["d)"]
+    assert d.before_lines == d.after_lines == [3]
 
 
 def test_statement_granularity_ignores_a_trailing_comment_on_the_header():
@@ -139,13 +140,14 @@ def test_statement_granularity_ignores_a_trailing_comment_on_the_header():
     assert marked(after, d.after_spans) == ["for index, item in enumerate(items[1:]):"]
 
 
-def test_added_guard_is_all_d_plus():
+def test_added_guard_anchors_d_minus_on_the_statement_it_precedes():
     after = FIND.replace(
         '    """Return the index of target, or None."""\n',
         '    """Return the index of target, or None."""\n    if not items:\n        return None\n',
     )
     d = diff_code(FIND, after)
-    assert d.before_spans == []
+    assert marked(FIND, d.before_spans) == ["for index, item in enumerate(items):"]
+    assert d.before_anchors == d.before_spans  # an anchor, not a change
     assert marked(after, d.after_spans) == ["if not items:", "return None"]
     assert d.after_lines == [3, 4]
 
@@ -255,8 +257,8 @@ def test_to_dict_has_the_json_shape():
         "granularity": "statement",
         "parse_ok": True,
         "fallback": None,
-        "before": {"spans": [[0, 5]], "lines": [1]},
-        "after": {"spans": [[0, 5]], "lines": [1]},
+        "before": {"spans": [[0, 5]], "lines": [1], "anchors": [], "line_diff_lines": 1},
+        "after": {"spans": [[0, 5]], "lines": [1], "line_diff_lines": 1},
     }
 
 
