@@ -18,17 +18,17 @@ import ast
 import io
 import json
 import tokenize
-
-import numpy as np
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from codeflow.diff import diff_code
 from codeflow.diff.code_diff import GRANULARITIES
 from codeflow.diff.line import line_diff
-from codeflow.diff.regions import lines_touched
 from codeflow.diff.parse import line_starts
+from codeflow.diff.regions import lines_touched
 
 _SKIPPED = {
     tokenize.COMMENT,
