@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from codeflow.diff import CodeDiff, diff_code
@@ -68,7 +70,8 @@ def test_comment_and_layout_noise_are_not_marked_in_a_semantic_pair():
 
 
 def test_consistent_local_rename_is_rename_only():
-    after = FIND.replace("item", "element").replace("index", "position")
+    after = re.sub(r"\bitem\b", "element", FIND).replace("index", "position")
+    assert "items" in after
     assert diff_code(FIND, after).kind == "rename_only"
 
 
@@ -79,11 +82,36 @@ def test_swapping_two_names_at_one_use_is_semantic():
     assert marked(before, d.before_spans) == ["return a - b"]
 
 
-def test_swapping_two_parameters_everywhere_is_a_rename():
-    assert (
-        diff_code("def sub(a, b):\n    return a - b\n", "def sub(b, a):\n    return b - a\n").kind
-        == "rename_only"
-    )
+def test_swapping_two_parameters_everywhere_is_semantic_as_callers_name_them():
+    d = diff_code("def sub(a, b):\n    return a - b\n", "def sub(b, a):\n    return b - a\n")
+    assert d.kind == "semantic"  # sub(a=5, b=3) now means 3 - 5
+    assert d.before_lines == [1, 2]
+
+
+def test_renaming_a_parameter_to_make_a_keyword_argument_work_is_semantic():
+    before = "def fetch(url, wait=1.0):\n    return get(url, timeout=wait)\n"
+    after = "def fetch(url, timeout=1.0):\n    return get(url, timeout=timeout)\n"
+    d = diff_code(before, after, "token")
+    assert d.kind == "semantic"
+    assert marked(before, d.before_spans) == ["wait", "wait"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("def f(a, /):\n    return a * 2\n", "def f(n, /):\n    return n * 2\n"),
+        (
+            "def f(*args, **kwargs):\n    return args, kwargs\n",
+            "def f(*rest, **options):\n    return rest, options\n",
+        ),
+        (
+            "def f(xs):\n    return sorted(xs, key=lambda item: -item)\n",
+            "def f(xs):\n    return sorted(xs, key=lambda v: -v)\n",
+        ),
+    ],
+)
+def test_renaming_parameters_no_caller_can_name_is_rename_only(before, after):
+    assert diff_code(before, after).kind == "rename_only"
 
 
 def test_renaming_a_global_is_semantic():
@@ -289,10 +317,13 @@ def test_renaming_a_called_global_function_is_semantic():
     assert diff_code(before, after).kind == "semantic"
 
 
-def test_rename_inside_a_comprehension_and_a_nested_function_is_rename_only():
+def test_rename_inside_a_comprehension_and_of_a_nested_function_is_rename_only():
     before = "def f(xs):\n    def g(v):\n        return v * 2\n    return [g(i) for i in xs]\n"
-    after = "def f(xs):\n    def double(w):\n        return w * 2\n    return [double(k) for k in xs]\n"
+    after = "def f(xs):\n    def double(v):\n        return v * 2\n    return [double(k) for k in xs]\n"
     assert diff_code(before, after).kind == "rename_only"
+    # the nested function's parameter is its interface too (it may be returned and called by keyword)
+    renamed_parameter = after.replace("(v)", "(w)").replace("v * 2", "w * 2")
+    assert diff_code(before, renamed_parameter).kind == "semantic"
 
 
 @pytest.mark.parametrize(
