@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import gzip
 import json
 import random
 import re
@@ -27,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = ROOT / "tests" / "diff_corpus" / "pairs.jsonl"
+DEFAULT_OUT = ROOT / "tests" / "diff_corpus" / "pairs.jsonl.gz"
 
 FIX_SUBJECT = re.compile(r"\b(fix(es|ed)?|bug|bugfix|correct(s|ed)?|handle[sd]?|typo)\b", re.IGNORECASE)
 FORMAT_SUBJECT = re.compile(
@@ -149,7 +150,8 @@ def main() -> int:
     if args.command == "build":
         rows = build([_source(s) for s in args.gitdirs], args.per_repo, args.seed)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", encoding="utf-8") as out:
+        opener = gzip.open if args.out.suffix == ".gz" else open
+        with opener(args.out, "wt", encoding="utf-8") as out:
             for row in rows:
                 out.write(json.dumps(row, ensure_ascii=False) + "\n")
         print(f"{len(rows)} pairs -> {args.out}; by kind {dict(Counter(r['commit_kind'] for r in rows))}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import warnings
 
 from codeflow.diff.match import LeafMatch
 from codeflow.diff.parse import ParsedCode
@@ -149,7 +150,9 @@ def _non_code_kind(before: ParsedCode, after: ParsedCode) -> str:
 
 def _parse_ast(text: str) -> ast.Module | None:
     try:
-        return ast.parse(text)
+        with warnings.catch_warnings():  # invalid escapes in the code diffed are its business, not ours
+            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+            return ast.parse(text)
     except (SyntaxError, ValueError):  # ValueError: null bytes in the source
         return None
 

@@ -152,9 +152,17 @@ def _match_stretch(
             _lcs_into(a[sa:ea], b[sb:eb], sa, sb, before_partner, after_partner)
             _drop_punctuation_only_links(before, after, a, sa, ea, punctuation, before_partner, after_partner)
         else:
-            pairs = _pair_statements(a, b, units_a[a0:a1], units_b[b0:b1], punctuation)
+            kinds_a = [_statement_kind(before, s) for s, _ in units_a[a0:a1]]
+            kinds_b = [_statement_kind(after, t) for t, _ in units_b[b0:b1]]
+            pairs = _pair_statements(a, b, units_a[a0:a1], units_b[b0:b1], kinds_a, kinds_b, punctuation)
             for unit_a, unit_b in pairs:
                 _match_statement_pair(before, after, a, b, unit_a, unit_b, before_partner, after_partner)
+
+
+def _statement_kind(parsed: ParsedCode, leaf: int) -> tuple[int, int]:
+    """(kind id, depth) of the statement a leaf belongs to."""
+    key = parsed.statement_keys[parsed.statement_of[leaf]]
+    return key[0], key[1]
 
 
 def _match_statement_pair(
@@ -305,17 +313,39 @@ def _pair_statements(
     b: list[int],
     units_a: list[tuple[int, int]],
     units_b: list[tuple[int, int]],
+    kinds_a: list[tuple[int, int]],
+    kinds_b: list[tuple[int, int]],
     punctuation: set[int],
 ) -> list[tuple[tuple[int, int], tuple[int, int]]]:
-    """Pairs of similar units, in order, maximising their summed similarity (an alignment by DP)."""
+    """Pairs of similar units, in order.
+
+    First an alignment (by DP) maximising the summed similarity of pairs at least `PAIR_SIMILARITY` alike;
+    then, where exactly one unit on each side is left between two pairs, those two are paired when they are
+    the same kind of statement at the same depth (`kinds_*`) and share some content: a statement rewritten
+    in place (`expected = [...]` with every entry new) keeps its unchanged part.
+    """
     content_a = [[x for x in a[s:e] if x not in punctuation] or a[s:e] for s, e in units_a]
     content_b = [[x for x in b[s:e] if x not in punctuation] or b[s:e] for s, e in units_b]
     rows, columns = len(units_a), len(units_b)
     if rows == columns == 1:
-        similar = Indel.normalized_similarity(content_a[0], content_b[0]) >= PAIR_SIMILARITY
-        return [(units_a[0], units_b[0])] if similar else []
-    similarity = cdist(content_a, content_b, scorer=Indel.normalized_similarity).tolist()
-    # score[i][j]: the best total over units_a[:i] and units_b[:j]
+        similarity = [[Indel.normalized_similarity(content_a[0], content_b[0])]]
+        kept = [(0, 0)] if similarity[0][0] >= PAIR_SIMILARITY else []
+    else:
+        similarity = cdist(content_a, content_b, scorer=Indel.normalized_similarity).tolist()
+        kept = _best_alignment(similarity, rows, columns)
+    # the gaps between aligned pairs (and before the first, after the last): pair a lone unit on each side
+    in_place = []
+    for (i0, j0), (i1, j1) in zip([(-1, -1), *kept], [*kept, (rows, columns)], strict=True):
+        if i1 - i0 == 2 and j1 - j0 == 2:
+            i, j = i0 + 1, j0 + 1
+            if kinds_a[i] == kinds_b[j] and similarity[i][j] > 0:
+                in_place.append((i, j))
+    return [(units_a[i], units_b[j]) for i, j in sorted(kept + in_place)]
+
+
+def _best_alignment(similarity: list[list[float]], rows: int, columns: int) -> list[tuple[int, int]]:
+    """(row, column) pairs, in order, maximising the summed similarity of pairs at least PAIR_SIMILARITY."""
+    # score[i][j]: the best total over the first i rows and j columns
     score = [[0.0] * (columns + 1) for _ in range(rows + 1)]
     for i in range(1, rows + 1):
         above, row, sims = score[i - 1], score[i], similarity[i - 1]
@@ -330,7 +360,7 @@ def _pair_statements(
     while i and j:
         s = similarity[i - 1][j - 1]
         if s >= PAIR_SIMILARITY and score[i][j] == score[i - 1][j - 1] + s:
-            pairs.append((units_a[i - 1], units_b[j - 1]))
+            pairs.append((i - 1, j - 1))
             i, j = i - 1, j - 1
         elif score[i][j] == score[i - 1][j]:
             i -= 1

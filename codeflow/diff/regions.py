@@ -73,20 +73,14 @@ def node_spans(side: Side, other: Side) -> list[Span]:
     """The smallest named node enclosing each run of changed leaves, clipped to the run's statement.
 
     A run is a stretch of consecutive changed leaves inside one statement, so that two deleted statements do
-    not grow into their whole enclosing block. For a run on the other side that extends a statement, the node
-    enclosing the partners of its unchanged neighbours (inside the same statement) is marked here.
+    not grow into their whole enclosing block; a node over several lines is kept to the lines of its run. For
+    a run on the other side that extends a statement, the node enclosing the partners of its unchanged
+    neighbours (inside the same statement) is marked here.
     """
     parsed = side.parsed
     groups = [list(run) for run in _runs(parsed, side.changed)]
     for insertion in insertions(side, other):
-        anchors = [
-            leaf
-            for leaf, extends in (
-                (insertion.before, insertion.extends_before),
-                (insertion.after, insertion.extends_after),
-            )
-            if extends
-        ]
+        anchors = _landing_leaves(side, other, insertion)
         if len(anchors) == 2 and parsed.statement_of[anchors[0]] == parsed.statement_of[anchors[1]]:
             groups.append(anchors)
         else:
@@ -99,14 +93,15 @@ def node_spans(side: Side, other: Side) -> list[Span]:
             node = node.parent
         start = max(parsed.char_offset(node.start_byte), parsed.region(first)[0])
         end = min(parsed.char_offset(node.end_byte), parsed.region(first)[1])
-        if _spans_lines(parsed, start, end) and node.type in _STRING_NODES:
-            # a string over several lines is one leaf per line: keep to the changed lines
-            start, end = parsed.starts[first], parsed.ends[last]
+        first_line, last_line = line_of(parsed, first), line_of(parsed, last)
+        if _spans_lines(parsed, start, end):
+            # a node over several lines (a long header's parameters, a string literal): keep to the lines of
+            # the run, as statements do
+            statement = parsed.statement_of[first]
+            start = max(start, statement_line_span(parsed, statement, first_line)[0])
+            end = min(end, statement_line_span(parsed, statement, last_line)[1])
         spans.append((start, end))
     return merge_spans(spans)
-
-
-_STRING_NODES = frozenset({"string", "string_content", "concatenated_string"})
 
 
 def insertions(side: Side, other: Side) -> list[Insertion]:
@@ -136,21 +131,28 @@ def insertions(side: Side, other: Side) -> list[Insertion]:
     return found
 
 
-def _extended_leaf(side: Side, other: Side, insertion: Insertion) -> int | None:
-    """The leaf of this side on the line an insertion extends: the one after the insertion point when the
-    inserted leaves end on its neighbour's line, else the one before it when they start on theirs.
+def _landing_leaves(side: Side, other: Side, insertion: Insertion) -> list[int]:
+    """The leaves of this side next to an insertion point, on lines the insertion extends: the leaf after it
+    when the inserted leaves end on their right neighbour's line, the leaf before it when they start on their
+    left neighbour's line.
 
-    None for whole inserted statements, and for whole lines inserted into a statement over several lines
-    (an entry added to a dict literal): no line of this side changed there.
+    Empty for whole inserted statements, and for whole lines inserted into a statement over several
+    lines (an entry added to a dict literal): no line of this side changed there.
     """
-    other_parsed = other.parsed
-    if insertion.extends_after and insertion.after < len(side.partner):
-        if line_of(other_parsed, insertion.last) == line_of(other_parsed, insertion.last + 1):
-            return insertion.after
+    other_parsed, leaves = other.parsed, []
     if insertion.extends_before and insertion.before >= 0:
         if line_of(other_parsed, insertion.first) == line_of(other_parsed, insertion.first - 1):
-            return insertion.before
-    return None
+            leaves.append(insertion.before)
+    if insertion.extends_after and insertion.after < len(side.partner):
+        if line_of(other_parsed, insertion.last) == line_of(other_parsed, insertion.last + 1):
+            leaves.append(insertion.after)
+    return leaves
+
+
+def _extended_leaf(side: Side, other: Side, insertion: Insertion) -> int | None:
+    """The leaf of this side on the line an insertion extends (the one after it if both qualify)."""
+    leaves = _landing_leaves(side, other, insertion)
+    return leaves[-1] if leaves else None
 
 
 def anchor_leaf(side: Side, other: Side, insertion: Insertion) -> int | None:

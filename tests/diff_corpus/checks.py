@@ -8,16 +8,19 @@
   explain the unmarked lines (two equal lines, either of which is the changed one), which an exact
   weighted alignment decides. For semantic pairs at statement granularity;
 - no unchanged statement marked: no D- / D+ line that is not an anchor holds text that the paper's line diff
-  keeps (the same line stands unchanged on the other side) unless it holds a changed token;
+  keeps (the same line stands unchanged on the other side) unless it holds a changed token or is a line of
+  lone brackets of a statement changed on another line;
 - no semantic pair leaves the engine with an empty D-.
 """
 
 from __future__ import annotations
 
 import ast
+import gzip
 import io
 import json
 import tokenize
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,10 @@ _SKIPPED = {
 
 
 def load_pairs(path: Path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as file:
+    """The pairs of a JSONL file (gzipped when its name ends in .gz)."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as file:
         return [json.loads(line) for line in file if line.strip()]
 
 
@@ -57,28 +63,137 @@ def _docstring_ranges(tree: ast.AST) -> list[tuple[tuple[int, int], tuple[int, i
     return ranges
 
 
+_COMPOUND_KEYWORDS = {
+    "if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class", "async", "match",
+    "case",
+}  # fmt: skip
+PUNCTUATION = {"(", ")", "[", "]", "{", "}", ",", ":", ".", ";"}
+
+
 def code_tokens(text: str) -> list[tuple[tuple, int]] | None:
-    """(key, line) of each code token: key is (type, text piece, indentation depth). None if untokenizable."""
+    """(key, line) of each code token: key is (type, text piece, block depth). None if untokenizable.
+
+    The depth counts INDENT tokens, plus one after the colon of a compound statement's header that has its
+    body on the same line (`if not part: break`), so that splitting such a line is not a change. Strings are
+    cut at line breaks, and an f-string into its literal pieces and the tokens of its expressions.
+    """
     try:
-        tree = ast.parse(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+            tree = ast.parse(text)
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (SyntaxError, tokenize.TokenError, ValueError, IndentationError):
         return None
     docstrings = _docstring_ranges(tree)
     out: list[tuple[tuple, int]] = []
-    depth = 0
+    depth = one_line_body = brackets = 0
+    first_name = None  # the first token of the logical line
     for tok in tokens:
         if tok.type == tokenize.INDENT:
             depth += 1
         elif tok.type == tokenize.DEDENT:
             depth -= 1
+        elif tok.type == tokenize.NEWLINE:
+            one_line_body, first_name = 0, None
         if tok.type in _SKIPPED:
             continue
         if any(start <= tok.start and tok.end <= end for start, end in docstrings):
             continue
-        for k, piece in enumerate(tok.string.split("\n")):
-            out.append(((tok.type, piece, depth), tok.start[0] + k))
+        if first_name is None:
+            first_name = tok.string
+        if tok.type == tokenize.STRING and _is_fstring(tok.string):
+            out.extend(((kind, piece, depth + one_line_body), line) for kind, piece, line in _fstring(tok))
+        else:
+            for k, piece in enumerate(tok.string.split("\n")):
+                out.append(((tok.type, piece, depth + one_line_body), tok.start[0] + k))
+        if tok.type == tokenize.OP:
+            brackets += tok.string in "([{"
+            brackets -= tok.string in ")]}"
+            if tok.string == ":" and brackets == 0 and first_name in _COMPOUND_KEYWORDS:
+                one_line_body = 1  # what follows on this line is the body (nothing, if it ends the line)
     return out
+
+
+def statement_lines(text: str) -> tuple[dict[int, int], set[int]]:
+    """Each line's logical line (statement or header) by tokenize, and the lines holding only punctuation."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    statement_of: dict[int, int] = {}
+    code_on: dict[int, list[str]] = {}
+    statement = 0
+    for tok in tokens:
+        if tok.type == tokenize.NEWLINE:
+            statement += 1
+        elif tok.type not in _SKIPPED:
+            for row in range(tok.start[0], tok.end[0] + 1):
+                statement_of.setdefault(row, statement)
+                code_on.setdefault(row, []).append(tok.string if tok.type == tokenize.OP else "code")
+    punctuation_only = {row for row, strings in code_on.items() if all(s in PUNCTUATION for s in strings)}
+    return statement_of, punctuation_only
+
+
+def _is_fstring(text: str) -> bool:
+    prefix = text[: len(text) - len(text.lstrip("rRbBuUfF"))]
+    return "f" in prefix.lower()
+
+
+def _fstring(tok: tokenize.TokenInfo) -> list[tuple[str, str, int]]:
+    """(kind, text, line) pieces of an f-string token: literal text cut at line breaks, and the tokens of each
+    replacement field's expression (Python 3.11's tokenize keeps an f-string as one token)."""
+    text, row = tok.string, tok.start[0]
+    prefix_length = len(text) - len(text.lstrip("rRbBuUfF"))
+    quote = (
+        text[prefix_length : prefix_length + 3]
+        if text[prefix_length : prefix_length + 3] in ('"""', "'''")
+        else text[prefix_length]
+    )
+    body_start, body_end = prefix_length + len(quote), len(text) - len(quote)
+    pieces: list[tuple[str, str, int]] = [("FSTRING_START", text[:body_start], row)]
+    literal, i = "", body_start
+
+    def flush(at: int) -> None:
+        nonlocal literal
+        for k, part in enumerate(literal.split("\n")):
+            if part:
+                pieces.append(
+                    ("FSTRING_MIDDLE", part, row + text.count("\n", 0, at) - literal.count("\n") + k)
+                )
+        literal = ""
+
+    while i < body_end:
+        char = text[i]
+        if char in "{}" and text[i + 1 : i + 2] == char:
+            literal += char * 2
+            i += 2
+        elif char == "{":
+            flush(i)
+            depth, j = 0, i + 1
+            while j < body_end and not (depth == 0 and text[j] in "}!:"):
+                depth += text[j] in "([{"
+                depth -= text[j] in ")]}"
+                j += 1
+            expression = text[i + 1 : j]
+            line = row + text.count("\n", 0, i + 1)
+            try:
+                inner = list(tokenize.generate_tokens(io.StringIO("(" + expression + ")").readline))
+            except (tokenize.TokenError, SyntaxError):
+                inner = []
+            code = [t for t in inner if t.type not in _SKIPPED][1:-1]  # without the wrapping parentheses
+            pieces.extend((t.type, t.string, line + t.start[0] - 1) for t in code)
+            # the format spec and conversion, up to the closing brace, stay literal text
+            close, nested = j, 0
+            while close < body_end and (text[close] != "}" or nested):
+                nested += text[close] == "{"
+                nested -= text[close] == "}" and nested > 0
+                close += 1
+            literal = text[j:close]
+            flush(close)
+            i = close + 1
+        else:
+            literal += char
+            i += 1
+    flush(body_end)
+    pieces.append(("FSTRING_END", text[body_end:], row + text.count("\n")))
+    return pieces
 
 
 def lcs_keep(a: list, b: list) -> tuple[set[int], set[int]]:
@@ -235,12 +350,28 @@ def check_pair(row: dict, report: CorpusReport) -> None:
     kept_before = set(range(1, before.count("\n") + 2)) - set(lines_touched(line_before, line_starts(before)))
     kept_after = set(range(1, after.count("\n") + 2)) - set(lines_touched(line_after, line_starts(after)))
     anchors = _anchor_lines(d, before)
-    wrong_before = sorted((set(d.before_lines) & kept_before) - changed_before - anchors)
-    wrong_after = sorted((set(d.after_lines) & kept_after) - changed_after)
+    wrong_before = _unchanged_marked(before, set(d.before_lines) - anchors, kept_before, changed_before)
+    wrong_after = _unchanged_marked(after, set(d.after_lines), kept_after, changed_after)
     if wrong_before or wrong_after:
         report.unchanged_marked_pairs += 1
         report.unchanged_marked_lines += len(wrong_before) + len(wrong_after)
         report.problems.append(f"unchanged lines marked D- {wrong_before} D+ {wrong_after} in {name}")
+
+
+def _unchanged_marked(text: str, marked: set[int], kept: set[int], changed: set[int]) -> list[int]:
+    """Marked lines that the line diff keeps and that hold no changed token, except a line of lone brackets
+    (`]`, `),`) in a statement that changed on another line: it belongs to that statement, and matching it
+    alone to a bracket of another statement is what the engine must not do."""
+    suspects = (marked & kept) - changed
+    if not suspects:
+        return []
+    statement_of, punctuation_only = statement_lines(text)
+    changed_statements = {statement_of.get(line) for line in (marked | changed) - suspects}
+    return sorted(
+        line
+        for line in suspects
+        if not (line in punctuation_only and statement_of.get(line) in changed_statements)
+    )
 
 
 def check_corpus(rows: list[dict]) -> CorpusReport:
