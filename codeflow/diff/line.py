@@ -80,6 +80,10 @@ def line_anchor_spans(before: str, after: str) -> list[Span]:
             chosen = following
         else:
             chosen = preceding if preceding is not None else following
+        if chosen is None:  # the inserted lines replaced every line there is: the last non-blank one
+            chosen = next(
+                (k for k in range(len(before_lines) - 1, -1, -1) if before_lines[k][2].strip()), None
+            )
         if chosen is not None:
             spans.append(before_lines[chosen][:2])
     return merge_spans(spans)
