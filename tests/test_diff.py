@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from codeflow.diff import CodeDiff, diff_code
@@ -68,7 +70,8 @@ def test_comment_and_layout_noise_are_not_marked_in_a_semantic_pair():
 
 
 def test_consistent_local_rename_is_rename_only():
-    after = FIND.replace("item", "element").replace("index", "position")
+    after = re.sub(r"\bitem\b", "element", FIND).replace("index", "position")
+    assert "items" in after
     assert diff_code(FIND, after).kind == "rename_only"
 
 
@@ -79,11 +82,36 @@ def test_swapping_two_names_at_one_use_is_semantic():
     assert marked(before, d.before_spans) == ["return a - b"]
 
 
-def test_swapping_two_parameters_everywhere_is_a_rename():
-    assert (
-        diff_code("def sub(a, b):\n    return a - b\n", "def sub(b, a):\n    return b - a\n").kind
-        == "rename_only"
-    )
+def test_swapping_two_parameters_everywhere_is_semantic_as_callers_name_them():
+    d = diff_code("def sub(a, b):\n    return a - b\n", "def sub(b, a):\n    return b - a\n")
+    assert d.kind == "semantic"  # sub(a=5, b=3) now means 3 - 5
+    assert d.before_lines == [1, 2]
+
+
+def test_renaming_a_parameter_to_make_a_keyword_argument_work_is_semantic():
+    before = "def fetch(url, wait=1.0):\n    return get(url, timeout=wait)\n"
+    after = "def fetch(url, timeout=1.0):\n    return get(url, timeout=timeout)\n"
+    d = diff_code(before, after, "token")
+    assert d.kind == "semantic"
+    assert marked(before, d.before_spans) == ["wait", "wait"]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("def f(a, /):\n    return a * 2\n", "def f(n, /):\n    return n * 2\n"),
+        (
+            "def f(*args, **kwargs):\n    return args, kwargs\n",
+            "def f(*rest, **options):\n    return rest, options\n",
+        ),
+        (
+            "def f(xs):\n    return sorted(xs, key=lambda item: -item)\n",
+            "def f(xs):\n    return sorted(xs, key=lambda v: -v)\n",
+        ),
+    ],
+)
+def test_renaming_parameters_no_caller_can_name_is_rename_only(before, after):
+    assert diff_code(before, after).kind == "rename_only"
 
 
 def test_renaming_a_global_is_semantic():
@@ -125,12 +153,13 @@ def test_statement_granularity_marks_the_clause_header_not_the_block():
     assert marked(after, d.after_spans) == ["if item is target:"]
 
 
-def test_statement_granularity_covers_a_multiline_statement_whole():
+def test_statement_granularity_marks_only_the_changed_line_of_a_multiline_statement():
     before = "x = compute(a,\n            b,\n            c)\ny = 1\n"
     after = "x = compute(a,\n            b,\n            d)\ny = 1\n"
     d = diff_code(before, after)
-    assert marked(after, d.after_spans) == ["x = compute(a,\n            b,\n            d)"]
-    assert d.after_lines == [1, 2, 3]
+    assert marked(before, d.before_spans) == ["c)"]
+    assert marked(after, d.after_spans) == ["d)"]
+    assert d.before_lines == d.after_lines == [3]
 
 
 def test_statement_granularity_ignores_a_trailing_comment_on_the_header():
@@ -139,13 +168,14 @@ def test_statement_granularity_ignores_a_trailing_comment_on_the_header():
     assert marked(after, d.after_spans) == ["for index, item in enumerate(items[1:]):"]
 
 
-def test_added_guard_is_all_d_plus():
+def test_added_guard_anchors_d_minus_on_the_statement_it_precedes():
     after = FIND.replace(
         '    """Return the index of target, or None."""\n',
         '    """Return the index of target, or None."""\n    if not items:\n        return None\n',
     )
     d = diff_code(FIND, after)
-    assert d.before_spans == []
+    assert marked(FIND, d.before_spans) == ["for index, item in enumerate(items):"]
+    assert d.before_anchors == d.before_spans  # an anchor, not a change
     assert marked(after, d.after_spans) == ["if not items:", "return None"]
     assert d.after_lines == [3, 4]
 
@@ -255,8 +285,8 @@ def test_to_dict_has_the_json_shape():
         "granularity": "statement",
         "parse_ok": True,
         "fallback": None,
-        "before": {"spans": [[0, 5]], "lines": [1]},
-        "after": {"spans": [[0, 5]], "lines": [1]},
+        "before": {"spans": [[0, 5]], "lines": [1], "anchors": [], "line_diff_lines": 1},
+        "after": {"spans": [[0, 5]], "lines": [1], "line_diff_lines": 1},
     }
 
 
@@ -287,10 +317,13 @@ def test_renaming_a_called_global_function_is_semantic():
     assert diff_code(before, after).kind == "semantic"
 
 
-def test_rename_inside_a_comprehension_and_a_nested_function_is_rename_only():
+def test_rename_inside_a_comprehension_and_of_a_nested_function_is_rename_only():
     before = "def f(xs):\n    def g(v):\n        return v * 2\n    return [g(i) for i in xs]\n"
-    after = "def f(xs):\n    def double(w):\n        return w * 2\n    return [double(k) for k in xs]\n"
+    after = "def f(xs):\n    def double(v):\n        return v * 2\n    return [double(k) for k in xs]\n"
     assert diff_code(before, after).kind == "rename_only"
+    # the nested function's parameter is its interface too (it may be returned and called by keyword)
+    renamed_parameter = after.replace("(v)", "(w)").replace("v * 2", "w * 2")
+    assert diff_code(before, renamed_parameter).kind == "semantic"
 
 
 @pytest.mark.parametrize(

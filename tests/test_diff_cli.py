@@ -119,3 +119,101 @@ def test_terminal_output_is_coloured_instead_of_bracketed(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "\x1b[1;31m<\x1b[0m" in out and "\x1b[1;32m<=\x1b[0m" in out
     assert "[-<-]" not in out
+
+
+def test_show_tokens_brackets_each_masked_token_so_boundaries_show(capsys, tokenizer_dir):
+    argv = [
+        str(BEFORE),
+        str(AFTER),
+        "--tokenizer",
+        str(tokenizer_dir),
+        "--show-tokens",
+        "--granularity",
+        "token",
+    ]
+    assert codeflow_diff(*argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    line_8 = next(line for line in out if line.startswith("   8 -"))
+    # `<` is one token of the mask, and so is each piece of `covered` on line 20
+    assert "[- <-]" in line_8 and line_8.count("[-") == 1
+    line_20 = next(line for line in out if line.startswith("  20 -"))
+    assert line_20.count("[-") >= 3 and "-][-" in line_20  # neighbouring tokens, each in its own brackets
+    assert f"tokens in mask: {line_8.count('[-') + line_20.count('[-')} D- /" in out[-1]
+
+
+def test_show_tokens_on_a_terminal_alternates_two_shades(capsys, monkeypatch, tokenizer_dir):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert codeflow_diff(str(BEFORE), str(AFTER), "--tokenizer", str(tokenizer_dir), "--show-tokens") == 0
+    out = capsys.readouterr().out
+    assert "\x1b[1;31m" in out and "\x1b[1;41;97m" in out  # D- tokens in turn
+    assert "\x1b[1;32m" in out and "\x1b[1;42;97m" in out
+    assert "[- <-]" not in out
+
+
+def test_show_tokens_with_json_lists_the_masked_token_ranges(capsys, tokenizer_dir):
+    argv = [str(BEFORE), str(AFTER), "--tokenizer", str(tokenizer_dir), "--show-tokens", "--json"]
+    assert codeflow_diff(*argv) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["before_masked_tokens"]) == result["before_tokens"]
+    before = BEFORE.read_text()
+    assert "".join(before[s:e] for s, e in result["before_masked_tokens"]).startswith(" if start <")
+
+
+def test_hunks_print_only_marked_lines_with_context(capsys):
+    assert codeflow_diff(str(BEFORE), str(AFTER), "--hunks", "--hunk-context", "1") == 0
+    out = capsys.readouterr().out.splitlines()
+    numbers = [int(line[:4]) for line in out if line[:4].strip().isdigit()]
+    assert numbers == [7, 8, 9, 19, 20, 21, 2, 3, 4, 5, 10, 11, 12, 22, 23, 24]
+    assert out.count("   ...") == 5
+    assert out[-1].startswith("kind: semantic")
+
+
+def test_hunks_default_to_three_lines_of_context(capsys):
+    assert codeflow_diff(str(BEFORE), str(AFTER), "--hunks") == 0
+    out = capsys.readouterr().out.splitlines()
+    numbers = [int(line[:4]) for line in out[: out.index(f"+++ {AFTER}")] if line[:4].strip().isdigit()]
+    assert numbers == list(range(5, 12)) + list(range(17, 22))
+
+
+def test_anchor_is_shown_apart_from_changes(tmp_path, capsys):
+    before, after = tmp_path / "before.py", tmp_path / "after.py"
+    before.write_text("def scale(values, factor):\n    return [v * factor for v in values]\n")
+    after.write_text(
+        "def scale(values, factor):\n    if factor is None:\n        return []\n"
+        "    return [v * factor for v in values]\n"
+    )
+    assert codeflow_diff(str(before), str(after)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "   2 -     [^return [v * factor for v in values]^]" in out
+    assert out[-1].endswith("| anchor: line 2 (where the fix inserted code)")
+
+
+def test_help_describes_every_option_and_shows_defaults(capsys):
+    assert codeflow_diff("--help") == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for option in (
+        "--granularity",
+        "--context",
+        "--tokenizer",
+        "--show-tokens",
+        "--hunks",
+        "--hunk-context",
+        "--json",
+    ):
+        assert option in text
+    assert "default: statement" in text and "default: 0" in text and "default: 3" in text
+    assert "BEFORE the earlier" in text and "AFTER the later" in text
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([str(BEFORE), str(AFTER), "--show-tokens"], "--show-tokens needs --tokenizer"),
+        ([str(BEFORE), str(AFTER), "--hunks", "--hunk-context", "-2"], "must be 0 or more"),
+        ([str(BEFORE), str(AFTER), "--hunk-context", "x"], "whole number"),
+    ],
+)
+def test_bad_display_options_print_one_stderr_line_and_exit_2(argv, message, capsys):
+    assert codeflow_diff(*argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err

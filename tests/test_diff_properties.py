@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from codeflow.diff import diff_code, spans_to_token_mask
 from codeflow.diff.code_diff import GRANULARITIES
+from codeflow.diff.parse import line_starts
+from codeflow.diff.regions import lines_touched
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -118,7 +120,9 @@ def test_line_mode_keeps_exactly_a_longest_common_subsequence_of_lines(pair):
     before, after = pair
     d = diff_code(before, after, "line")
     before_lines, after_lines = before.splitlines(), after.splitlines()
-    kept_before = [line for n, line in enumerate(before_lines, 1) if n not in d.before_lines]
+    # an anchor marks where inserted lines belong: the lines it covers are kept by the LCS
+    changed = set(d.before_lines) - set(lines_touched(d.before_anchors, line_starts(before)))
+    kept_before = [line for n, line in enumerate(before_lines, 1) if n not in changed]
     kept_after = [line for n, line in enumerate(after_lines, 1) if n not in d.after_lines]
     assert kept_before == kept_after  # a common subsequence ...
     assert len(kept_before) == lcs_length(before_lines, after_lines)  # ... of maximal length

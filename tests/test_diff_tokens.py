@@ -75,3 +75,23 @@ def test_spans_in_extracted_code_shift_back_into_the_answer():
     d = diff_code(code_b, code_a)
     assert [answer_after[s + off_a : e + off_a] for s, e in d.after_spans] == ["y = 3"]
     assert [answer_before[s + off_b : e + off_b] for s, e in d.before_spans] == ["y = 2"]
+
+
+def test_pipeline_answers_are_parsed_with_the_same_fence_parser():
+    from codeflow.pipeline.prompts import parse_answer
+
+    answer = (
+        '### solution.py\n```python\ndef fence():\n    return "```"\n```\n'
+        '### test_solution.py\n~~~py3\nassert fence() == "```"\n~~~\n'
+    )
+    parsed = parse_answer(answer)
+    assert parsed.solution == 'def fence():\n    return "```"\n'  # not cut at the backticks in the code
+    assert parsed.tests == 'assert fence() == "```"\n'
+    assert extract_code(answer)[0] == parsed.solution
+
+
+def test_pipeline_answer_parsing_skips_blocks_in_other_languages():
+    from codeflow.pipeline.prompts import parse_answer
+
+    parsed = parse_answer("Run it:\n```bash\npython solution.py\n```\n```python3\nx = 1\n```\n")
+    assert parsed.solution == "x = 1\n"

@@ -220,7 +220,8 @@ CONFIG = filters.FilterConfig(max_diff_lines=3, max_tokens=60)
         (CHOSEN, "identical"),
         ("def f(x):\n    if x>0:\n        return x\n    return -x\n", "whitespace_only"),
         ("def f(x):\n    if x > 0:  # positive\n        return x\n    return -x\n", "comment_only"),
-        ("def f(y):\n    if y > 0:\n        return y\n    return -y\n", "rename_only"),
+        # a renamed parameter changes how callers pass it by keyword: semantic, and 4 lines changed
+        ("def f(y):\n    if y > 0:\n        return y\n    return -y\n", "diff_too_long"),
         ("def f(x):\n    if x > 0\n        return x\n    return -x\n", "unparsable"),
         (
             "def f(x):\n    a = 1\n    b = 2\n    c = 3\n    d = 4\n    return a + b + c + d\n",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import warnings
 
 from codeflow.diff.match import LeafMatch
 from codeflow.diff.parse import ParsedCode
@@ -36,6 +37,7 @@ def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
         return SEMANTIC
     for tree in trees:
         _strip_docstrings(tree)
+        _forget_string_prefixes(tree)
     if ast.dump(trees[0]) == ast.dump(trees[1]):
         return _non_code_kind(before, after)
     if maybe_rename:
@@ -47,18 +49,24 @@ def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
 
 
 def _maybe_layout(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> bool:
-    """Cheap necessary condition for equal ASTs: only layout leaves changed, and the same literal values."""
-    changed = [before.keys[i] for i in match.before_changed], [after.keys[i] for i in match.after_changed]
-    values: list[list[object]] = [[], []]
-    for side, keys in enumerate(changed):
-        for leaf_type, text, _ in keys:
+    """Cheap necessary condition for equal ASTs: only layout leaves changed, the same numbers, and the same
+    string text once the changed pieces are joined (implicit concatenation `"a " "b"` -> `"a b"`; a prefix
+    `u"a"` -> `"a"` changes only the string's opening leaf). Escapes (`"\\x41"` -> `"A"`) are left to `ast`."""
+    numbers: list[list[object]] = [[], []]
+    strings: list[list[bytes]] = [[], []]
+    for side, (parsed, changed) in enumerate(((before, match.before_changed), (after, match.after_changed))):
+        for i in changed:
+            leaf_type, text, _ = parsed.keys[i]
             if leaf_type not in _LAYOUT_LEAVES:
                 return False
             if leaf_type in ("integer", "float"):
-                values[side].append(_number(text))
+                numbers[side].append(_number(text))
             elif leaf_type == "string_content":
-                values[side].append(text)
-    return sorted(values[0], key=repr) == sorted(values[1], key=repr)
+                strings[side].append(text)
+    if sorted(numbers[0], key=repr) != sorted(numbers[1], key=repr):
+        return False
+    joined = b"".join(strings[0]), b"".join(strings[1])
+    return joined[0] == joined[1] or b"\\" in joined[0] or b"\\" in joined[1]
 
 
 def _number(text: bytes) -> object:
@@ -142,7 +150,9 @@ def _non_code_kind(before: ParsedCode, after: ParsedCode) -> str:
 
 def _parse_ast(text: str) -> ast.Module | None:
     try:
-        return ast.parse(text)
+        with warnings.catch_warnings():  # invalid escapes in the code diffed are its business, not ours
+            warnings.simplefilter("ignore", (SyntaxWarning, DeprecationWarning))
+            return ast.parse(text)
     except (SyntaxError, ValueError):  # ValueError: null bytes in the source
         return None
 
@@ -157,9 +167,17 @@ def canonical_dump(text: str, rename_locals: bool = False) -> str | None:
     if tree is None:
         return None
     _strip_docstrings(tree)
+    _forget_string_prefixes(tree)
     if rename_locals:
         _LocalRenamer().visit(tree)
     return ast.dump(tree)
+
+
+def _forget_string_prefixes(tree: ast.AST) -> None:
+    """`u"a"` and `"a"` are the same string; `ast` keeps the `u` as the constant's `kind`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.kind = None
 
 
 def _strip_docstrings(tree: ast.AST) -> None:
@@ -173,6 +191,12 @@ def _strip_docstrings(tree: ast.AST) -> None:
 
 _FUNCTION_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+def interface_names(function: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """The parameters a caller can pass by keyword: renaming one changes how the function is called."""
+    a = function.args
+    return {arg.arg for arg in [*a.args, *a.kwonlyargs]}
 
 
 def _bound_names(scope: ast.AST) -> set[str]:
@@ -215,7 +239,11 @@ def _bound_names(scope: ast.AST) -> set[str]:
 
 
 class _LocalRenamer(ast.NodeVisitor):
-    """Rename locals of functions, lambdas and comprehensions to <local0>, <local1>, ... in first-use order."""
+    """Rename locals of functions, lambdas and comprehensions to <local0>, <local1>, ... in first-use order.
+
+    A function's parameters that can be passed by keyword are not locals (callers name them); positional-only
+    parameters, `*args` / `**kwargs` and lambda parameters are.
+    """
 
     def __init__(self) -> None:
         # one frame per open scope: (scope id, names it binds, renamed?); class bodies bind names kept as they are
@@ -238,15 +266,16 @@ class _LocalRenamer(ast.NodeVisitor):
                 return self.placeholders[key]
         return name
 
-    def _scope(self, node: ast.AST, renamed: bool) -> None:
+    def _scope(self, node: ast.AST, renamed: bool, kept: frozenset[str] | set[str] = frozenset()) -> None:
         self.scopes_opened += 1
-        self.frames.append((self.scopes_opened, _bound_names(node), renamed))
+        self.frames.append((self.scopes_opened, _bound_names(node) - kept, renamed))
         self.generic_visit(node)
         self.frames.pop()
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         node.name = self._resolve(node.name)
-        self._scope(node, True)
+        # keyword-passable parameters are the function's interface, not locals: their names stay
+        self._scope(node, True, interface_names(node))
 
     visit_AsyncFunctionDef = visit_FunctionDef
 

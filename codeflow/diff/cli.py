@@ -10,10 +10,11 @@ from typing import Any
 
 from codeflow.diff.code_diff import GRANULARITIES, CodeDiff, diff_code
 from codeflow.diff.parse import line_starts
+from codeflow.diff.regions import lines_touched
 from codeflow.diff.tokens import spans_to_token_mask
 
 Span = tuple[int, int]
-_RED, _GREEN, _RESET = "\x1b[1;31m", "\x1b[1;32m", "\x1b[0m"
+_RESET = "\x1b[0m"
 
 
 class UsageError(Exception):
@@ -24,32 +25,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "diff",
         help="show which characters and tokens a fix changed (AST-aware)",
-        description="Diff two versions of a Python file: D- (changed in BEFORE) and D+ (changed in AFTER).",
+        description="Diff two versions of a Python file: D- (what changed in BEFORE, the rejected code) and D+ "
+        "(what changed in AFTER, the fixed code). Comments, docstrings and layout are not changes. Changed "
+        "text is shown as [-...-] (D-) and {+...+} (D+), or in colour on a terminal; an anchor, where a fix "
+        "only inserted code, is shown as [^...^].",
     )
-    parser.add_argument("before", metavar="BEFORE", help="the earlier (failing) version")
-    parser.add_argument("after", metavar="AFTER", help="the later (fixed) version")
+    parser.add_argument("before", metavar="BEFORE", help="the earlier (failing) version, a Python file")
+    parser.add_argument("after", metavar="AFTER", help="the later (fixed) version, a Python file")
     parser.add_argument(
         "--granularity",
         "-g",
         choices=GRANULARITIES,
         default="statement",
-        help="what a change covers: the enclosing statement (default), the smallest node, the leaf tokens, "
-        "or whole lines (the paper's Algorithm 1)",
+        help="what a change covers: the enclosing statement (its changed lines), the smallest syntax node, "
+        "the changed tokens, or whole lines (the paper's Algorithm 1); default: %(default)s",
     )
     parser.add_argument(
         "--context",
         "-k",
         type=_non_negative_int,
         default=0,
-        help="widen every region by K lines on each side",
+        metavar="K",
+        help="widen every marked region to whole lines, K more on each side (the paper's diff augmentation); "
+        "default: %(default)s",
     )
     parser.add_argument(
         "--tokenizer",
         metavar="PATH",
-        help="a tokenizer.json, or a folder holding one: also count masked tokens",
+        default=None,
+        help="a tokenizer.json, or a folder holding one: also count the tokens in each mask; default: none "
+        "(no token counts)",
     )
     parser.add_argument(
-        "--json", action="store_true", help="print one JSON object instead of the highlighted text"
+        "--show-tokens",
+        action="store_true",
+        help="mark each token of the masks, one bracket (or colour shade) per token, instead of the changed "
+        "characters (needs --tokenizer); with --json, list the masked tokens' character ranges; default: off",
+    )
+    parser.add_argument(
+        "--hunks",
+        action="store_true",
+        help="print only the marked lines, with --hunk-context lines around them (gaps shown as '...'); "
+        "default: the whole files",
+    )
+    parser.add_argument(
+        "--hunk-context",
+        type=_non_negative_int,
+        default=3,
+        metavar="N",
+        help="lines shown around the marked ones with --hunks; default: %(default)s",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (kind, spans, lines, anchors, line-diff counts) instead of the highlighted "
+        "text; default: off",
     )
     parser.set_defaults(func=run)
     _report_errors_on_one_line(parser)
@@ -86,27 +116,44 @@ def _report_errors_on_one_line(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.show_tokens and not args.tokenizer:
+            raise UsageError("--show-tokens needs --tokenizer PATH (the tokenizer whose tokens to mark)")
         before, after = _read(args.before), _read(args.after)
         tokenizer = _load_tokenizer(args.tokenizer) if args.tokenizer else None
     except UsageError as error:
         print(f"codeflow diff: error: {error}", file=sys.stderr)
         return 2
     diff = diff_code(before, after, granularity=args.granularity, context=args.context)
-    token_counts = None
+    masks = None
     if tokenizer is not None:
-        token_counts = (
+        masks = (
             _masked_tokens(tokenizer, before, diff.before_spans),
             _masked_tokens(tokenizer, after, diff.after_spans),
         )
+    token_counts = (len(masks[0]), len(masks[1])) if masks is not None else None
     if args.json:
-        print(json.dumps(_json_object(diff, token_counts)))
-    else:
-        colour = sys.stdout.isatty()
-        print(f"--- {args.before}")
-        print(render(before, diff.before_spans, "-", colour))
-        print(f"+++ {args.after}")
-        print(render(after, diff.after_spans, "+", colour))
-        print(summary(diff, token_counts))
+        result = _json_object(diff, token_counts)
+        if args.show_tokens:
+            result["before_masked_tokens"], result["after_masked_tokens"] = (
+                [list(t) for t in m] for m in masks
+            )
+        print(json.dumps(result))
+        return 0
+    colour = sys.stdout.isatty()
+    hunks = args.hunk_context if args.hunks else None
+    sides = (
+        (args.before, before, diff.before_spans, diff.before_anchors, "-", masks[0] if masks else None),
+        (args.after, after, diff.after_spans, [], "+", masks[1] if masks else None),
+    )
+    for name, text, spans, anchors, marker, tokens in sides:
+        print(f"{'---' if marker == '-' else '+++'} {name}")
+        if args.show_tokens:
+            shown = render(text, tokens, marker, colour, hunks=hunks, marked_lines=spans, each_apart=True)
+        else:
+            shown = render(text, spans, marker, colour, hunks=hunks, anchors=anchors)
+        if shown:
+            print(shown)
+    print(summary(diff, token_counts, before))
     return 0
 
 
@@ -139,9 +186,12 @@ def _load_tokenizer(path: str) -> Any:
         raise UsageError(f"{file}: not a tokenizer.json ({str(error).splitlines()[0]})") from None
 
 
-def _masked_tokens(tokenizer: Any, text: str, spans: list[Span]) -> int:
+def _masked_tokens(tokenizer: Any, text: str, spans: list[Span]) -> list[Span]:
+    """The character ranges of the tokens in the mask of `spans`, once each (byte-level pieces of one
+    character share a range)."""
     offsets = tokenizer.encode(text, add_special_tokens=False).offsets
-    return sum(spans_to_token_mask(offsets, spans))
+    mask = spans_to_token_mask(offsets, spans)
+    return sorted({tuple(offset) for offset, masked in zip(offsets, mask, strict=True) if masked})
 
 
 def _json_object(diff: CodeDiff, token_counts: tuple[int, int] | None) -> dict[str, Any]:
@@ -151,44 +201,90 @@ def _json_object(diff: CodeDiff, token_counts: tuple[int, int] | None) -> dict[s
     return result
 
 
-def render(text: str, spans: list[Span], marker: str, colour: bool) -> str:
-    """The text with a line-number gutter; changed lines get `marker`, changed characters are highlighted.
+def render(
+    text: str,
+    spans: list[Span],
+    marker: str,
+    colour: bool,
+    hunks: int | None = None,
+    anchors: list[Span] = (),
+    marked_lines: list[Span] | None = None,
+    each_apart: bool = False,
+) -> str:
+    """The text with a line-number gutter; marked lines get `marker`, marked characters are highlighted.
 
-    Without colour, D- characters are shown as [-...-] and D+ characters as {+...+}.
+    Without colour, D- characters are shown as [-...-], D+ characters as {+...+} and anchors (spans listed
+    in `anchors`) as [^...^]. `each_apart` marks every span on its own (tokens: `[-if-][- x-]`), and on a
+    terminal alternates two shades so that neighbouring tokens stay apart. With `hunks`, only the marked
+    lines (those of `marked_lines` if given) and `hunks` lines around them are shown, gaps as `...`.
     """
-    if colour:
-        open_mark, close_mark = (_RED, _RESET) if marker == "-" else (_GREEN, _RESET)
-    else:
-        open_mark, close_mark = ("[-", "-]") if marker == "-" else ("{+", "+}")
+    anchor_set = set(anchors)
     starts = line_starts(text)
     bounds = starts + [len(text)] if starts[-1] != len(text) else starts
     out = []
     span_index = 0
+    touched_lines = set(lines_touched(marked_lines if marked_lines is not None else spans, starts))
     for number, (line_start, line_end) in enumerate(zip(bounds, bounds[1:], strict=False), start=1):
         content_end = line_start + len(text[line_start:line_end].rstrip("\r\n"))
-        pieces, cursor, touched = [], line_start, False
+        pieces, cursor = [], line_start
         while span_index < len(spans) and spans[span_index][0] < line_end:
             start, end = max(spans[span_index][0], line_start), min(spans[span_index][1], line_end)
-            touched = True
             lit_end = min(end, content_end)
             if lit_end > start:
+                open_mark, close_mark = _marks(
+                    marker, colour, spans[span_index] in anchor_set, each_apart, span_index
+                )
                 pieces += [text[cursor:start], open_mark, text[start:lit_end], close_mark]
                 cursor = lit_end
             if spans[span_index][1] > line_end:
                 break  # the span goes on in the next line
             span_index += 1
         pieces.append(text[cursor:content_end])
-        out.append(f"{number:4} {marker if touched else ' '} {''.join(pieces)}")
-    return "\n".join(out)
+        out.append(f"{number:4} {marker if number in touched_lines else ' '} {''.join(pieces)}")
+    if hunks is None:
+        return "\n".join(out)
+    shown = sorted(
+        {n for line in touched_lines for n in range(line - hunks, line + hunks + 1) if 1 <= n <= len(out)}
+    )
+    lines: list[str] = []
+    for previous, number in zip([0, *shown], shown, strict=False):
+        if number != previous + 1:
+            lines.append("   ...")
+        lines.append(out[number - 1])
+    if shown and shown[-1] != len(out):
+        lines.append("   ...")
+    return "\n".join(lines)
 
 
-def summary(diff: CodeDiff, token_counts: tuple[int, int] | None) -> str:
+_MARKS = {"-": ("[-", "-]"), "+": ("{+", "+}"), "^": ("[^", "^]")}
+# terminal colours: D- red, D+ green, anchors yellow; a second shade tells neighbouring tokens apart
+_COLOURS = {
+    "-": ("\x1b[1;31m", "\x1b[1;41;97m"),
+    "+": ("\x1b[1;32m", "\x1b[1;42;97m"),
+    "^": ("\x1b[1;33m",) * 2,
+}
+
+
+def _marks(marker: str, colour: bool, anchor: bool, each_apart: bool, index: int) -> tuple[str, str]:
+    kind = "^" if anchor else marker
+    if colour:
+        return _COLOURS[kind][index % 2 if each_apart else 0], _RESET
+    return _MARKS[kind]
+
+
+def summary(diff: CodeDiff, token_counts: tuple[int, int] | None, before_text: str | None = None) -> str:
     parts = [
         f"kind: {diff.kind}",
         f"granularity: {diff.granularity}",
         f"D-: {_lines(diff.before_lines)}",
         f"D+: {_lines(diff.after_lines)}",
     ]
+    if diff.before_anchors:
+        anchored = (
+            lines_touched(diff.before_anchors, line_starts(before_text)) if before_text is not None else []
+        )
+        label = "line" if len(anchored) == 1 else "lines"
+        parts.append(f"anchor: {label} {', '.join(map(str, anchored))} (where the fix inserted code)")
     if token_counts is not None:
         parts.append(f"tokens in mask: {token_counts[0]} D- / {token_counts[1]} D+")
     if not diff.parse_ok:

@@ -5,6 +5,8 @@ Also the fallback when tree-sitter cannot parse one side.
 
 from __future__ import annotations
 
+from rapidfuzz.distance import Indel
+
 from codeflow.diff.match import match_sequences
 from codeflow.diff.parse import line_starts
 
@@ -34,6 +36,61 @@ def line_diff(before: str, after: str) -> tuple[list[Span], list[Span]]:
         merge_spans([before_lines[i][:2] for i in matched.before_changed]),
         merge_spans([after_lines[i][:2] for i in matched.after_changed]),
     )
+
+
+def line_diff_counts(before: str, after: str) -> tuple[int, int]:
+    """How many lines Algorithm 1 marks on each side (D-, D+): the size the paper filters pairs on."""
+    a, b = _contents(before), _contents(after)
+    common = (len(a) + len(b) - Indel.distance(a, b)) // 2  # Indel distance = len(a) + len(b) - 2 * LCS
+    return len(a) - common, len(b) - common
+
+
+def _contents(text: str) -> list[str]:
+    if "\r" in text:
+        return [content for _, _, content in split_lines(text)]
+    lines = text.split("\n")
+    if lines[-1] == "":  # a text that ends with a line break has no empty last line
+        lines.pop()
+    return lines
+
+
+def line_anchor_spans(before: str, after: str) -> list[Span]:
+    """Whole lines of `before` where the lines `after` inserted belong (for a pair whose D- is empty).
+
+    For each inserted run: the first non-blank line after the insertion point, unless the inserted lines end
+    a block there (what follows is less indented, or nothing follows): then the last non-blank line before.
+    """
+    before_lines, after_lines = split_lines(before), split_lines(after)
+    matched = match_sequences([c for _, _, c in before_lines], [c for _, _, c in after_lines])
+    spans = []
+    runs: list[list[int]] = []
+    for j in matched.after_changed:
+        if runs and runs[-1][-1] == j - 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    for run in runs:
+        inserted = [after_lines[j][2] for j in run if after_lines[j][2].strip()] or [after_lines[run[0]][2]]
+        indent = _indent(inserted[0])
+        right = matched.after_partner[run[-1] + 1] if run[-1] + 1 < len(after_lines) else len(before_lines)
+        left = matched.after_partner[run[0] - 1] if run[0] > 0 else -1
+        following = next((k for k in range(right, len(before_lines)) if before_lines[k][2].strip()), None)
+        preceding = next((k for k in range(left, -1, -1) if before_lines[k][2].strip()), None)
+        if following is not None and (_indent(before_lines[following][2]) >= indent or preceding is None):
+            chosen = following
+        else:
+            chosen = preceding if preceding is not None else following
+        if chosen is None:  # the inserted lines replaced every line there is: the last non-blank one
+            chosen = next(
+                (k for k in range(len(before_lines) - 1, -1, -1) if before_lines[k][2].strip()), None
+            )
+        if chosen is not None:
+            spans.append(before_lines[chosen][:2])
+    return merge_spans(spans)
+
+
+def _indent(content: str) -> int:
+    return len(content) - len(content.lstrip())
 
 
 def merge_spans(spans: list[Span]) -> list[Span]:

@@ -1,13 +1,16 @@
-"""Changed leaves -> character spans, at the requested granularity, optionally widened by K lines.
+"""Changed leaves -> character spans, at the requested granularity; anchors for insertions; widening by K lines.
 
 Each function gets the side whose spans it computes and the other side: an edit that only inserts leaves
 into a statement (`return x` -> `return x + 1`) changes nothing on one side at leaf level, yet the statement
 it lands in did change, so `statement` and `node` mark it there too.
+
+An anchor marks where the other side inserted code that this side lacks: the error point of a fix that only
+adds code (`anchor_spans`, used when no leaf of the rejected side changed).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from codeflow.diff.line import merge_spans
@@ -25,6 +28,23 @@ class Side:
     partner: list[int]
 
 
+@dataclass
+class Insertion:
+    """A run of leaves first..last of the other side that has no counterpart here, and where it landed.
+
+    `before` / `after` are the leaves of this side just before and after the insertion point (-1 / the leaf
+    count when there is none); `extends_before` / `extends_after` say the run shares its statement with its
+    unchanged neighbour on that side, so it extends that statement rather than adding whole statements.
+    """
+
+    first: int
+    last: int
+    before: int
+    after: int
+    extends_before: bool
+    extends_after: bool
+
+
 def token_spans(side: Side, other: Side) -> list[Span]:
     """Only the changed leaves themselves (an insertion on the other side leaves nothing to mark here)."""
     parsed = side.parsed
@@ -32,83 +52,182 @@ def token_spans(side: Side, other: Side) -> list[Span]:
 
 
 def statement_spans(side: Side, other: Side) -> list[Span]:
-    """The simple statement or clause header enclosing each change, whole even over several lines.
+    """The statements (or clause headers) holding each change: of a statement over several lines, only the
+    lines that hold changed leaves.
 
-    A statement also counts as changed when its counterpart on the other side has changed leaves.
+    A statement with no changed leaf also counts as changed where the other side inserted leaves into it
+    (`return x` -> `return x + 1` marks `return x`): on the line of the leaf next to the insertion point.
     """
     parsed = side.parsed
-    regions = {parsed.region(i) for i in side.changed}
-    other_starts = other.parsed.starts
-    for region_start, region_end in {other.parsed.region(i) for i in other.changed}:
-        # the other side's leaves inside that changed statement, found by position (leaves are in text order)
-        for k in range(bisect_left(other_starts, region_start), bisect_left(other_starts, region_end)):
-            partner = other.partner[k]
-            if partner >= 0:
-                regions.add(parsed.region(partner))
-    return merge_spans(list(regions))
+    marks = {(parsed.statement_of[i], line_of(parsed, i)) for i in side.changed}
+    changed_statements = {statement for statement, _ in marks}
+    for insertion in insertions(side, other):
+        leaf = _extended_leaf(side, other, insertion)
+        # a statement with changes of its own is marked on the lines of those changes only
+        if leaf is not None and parsed.statement_of[leaf] not in changed_statements:
+            marks.add((parsed.statement_of[leaf], line_of(parsed, leaf)))
+    return merge_spans([statement_line_span(parsed, statement, line) for statement, line in marks])
 
 
 def node_spans(side: Side, other: Side) -> list[Span]:
     """The smallest named node enclosing each run of changed leaves, clipped to the run's statement.
 
     A run is a stretch of consecutive changed leaves inside one statement, so that two deleted statements do
-    not grow into their whole enclosing block. For a run on the other side, the node enclosing the partners
-    of its unchanged neighbours (inside the same statement) is marked here.
+    not grow into their whole enclosing block; a node over several lines is kept to the lines of its run. For
+    a run on the other side that extends a statement, the node enclosing the partners of its unchanged
+    neighbours (inside the same statement) is marked here.
     """
     parsed = side.parsed
     groups = [list(run) for run in _runs(parsed, side.changed)]
-    for first, last in _runs(other.parsed, other.changed):
-        anchors = _insertion_anchors(side, other, first, last)
-        if len(anchors) == 2 and parsed.region(anchors[0]) == parsed.region(anchors[1]):
+    for insertion in insertions(side, other):
+        anchors = _landing_leaves(side, other, insertion)
+        if len(anchors) == 2 and parsed.statement_of[anchors[0]] == parsed.statement_of[anchors[1]]:
             groups.append(anchors)
         else:
-            groups.extend([a, a] for a in anchors)
+            groups.extend([leaf, leaf] for leaf in anchors)
     spans: list[Span] = []
     for first, last in groups:
         node = parsed.nodes[first]
         last_end = parsed.nodes[last].end_byte
         while node.parent is not None and (node.end_byte < last_end or not node.is_named):
             node = node.parent
-        start = max(parsed.char_offset(node.start_byte), parsed.stmt_starts[first])
-        end = min(parsed.char_offset(node.end_byte), parsed.stmt_ends[first])
+        start = max(parsed.char_offset(node.start_byte), parsed.region(first)[0])
+        end = min(parsed.char_offset(node.end_byte), parsed.region(first)[1])
+        first_line, last_line = line_of(parsed, first), line_of(parsed, last)
+        if _spans_lines(parsed, start, end):
+            # a node over several lines (a long header's parameters, a string literal): keep to the lines of
+            # the run, as statements do
+            statement = parsed.statement_of[first]
+            start = max(start, statement_line_span(parsed, statement, first_line)[0])
+            end = min(end, statement_line_span(parsed, statement, last_line)[1])
         spans.append((start, end))
     return merge_spans(spans)
 
 
-def _insertion_anchors(side: Side, other: Side, first: int, last: int) -> list[int]:
-    """Leaves of `side` next to where the other side's run first..last was inserted, if it was a pure insertion.
+def insertions(side: Side, other: Side) -> list[Insertion]:
+    """The runs of consecutive changed leaves of `other` that replaced nothing here (pure insertions)."""
+    found = []
+    other_parsed, partner_of_other = other.parsed, other.partner
+    count = len(side.partner)
+    for first, last in _consecutive(other.changed):
+        left, right = first - 1, last + 1
+        # the neighbours of a maximal run are matched; the matching keeps order, so any leaf of this side
+        # between their partners is changed: the run replaced it, and it is marked as a change itself
+        before = partner_of_other[left] if left >= 0 else -1
+        after = partner_of_other[right] if right < len(partner_of_other) else count
+        if after != before + 1:
+            continue
+        statement = other_parsed.statement_of
+        found.append(
+            Insertion(
+                first,
+                last,
+                before,
+                after,
+                extends_before=left >= 0 and statement[left] == statement[first],
+                extends_after=right < len(statement) and statement[right] == statement[last],
+            )
+        )
+    return found
 
-    The anchors are the partners of the run's unchanged neighbours inside its statement. A run that replaced
-    leaves of `side` gives none: those leaves are changed themselves and already marked.
+
+def _landing_leaves(side: Side, other: Side, insertion: Insertion) -> list[int]:
+    """The leaves of this side next to an insertion point, on lines the insertion extends: the leaf after it
+    when the inserted leaves end on their right neighbour's line, the leaf before it when they start on their
+    left neighbour's line.
+
+    Empty for whole inserted statements, and for whole lines inserted into a statement over several
+    lines (an entry added to a dict literal): no line of this side changed there.
     """
-    region = other.parsed.region(first)
-    left, right = first - 1, last + 1
-    anchors = []
-    if left >= 0 and other.partner[left] >= 0 and other.parsed.region(left) == region:
-        p = other.partner[left]
-        if _changed_in_same_statement(side, p, p + 1):
-            return []
-        anchors.append(p)
-    if right < len(other.partner) and other.partner[right] >= 0 and other.parsed.region(right) == region:
-        q = other.partner[right]
-        if _changed_in_same_statement(side, q, q - 1):
-            return []
-        anchors.append(q)
-    return anchors
+    other_parsed, leaves = other.parsed, []
+    if insertion.extends_before and insertion.before >= 0:
+        if line_of(other_parsed, insertion.first) == line_of(other_parsed, insertion.first - 1):
+            leaves.append(insertion.before)
+    if insertion.extends_after and insertion.after < len(side.partner):
+        if line_of(other_parsed, insertion.last) == line_of(other_parsed, insertion.last + 1):
+            leaves.append(insertion.after)
+    return leaves
 
 
-def _changed_in_same_statement(side: Side, anchor: int, neighbour: int) -> bool:
-    return (
-        0 <= neighbour < len(side.partner)
-        and side.partner[neighbour] < 0
-        and side.parsed.region(neighbour) == side.parsed.region(anchor)
-    )
+def _extended_leaf(side: Side, other: Side, insertion: Insertion) -> int | None:
+    """The leaf of this side on the line an insertion extends (the one after it if both qualify)."""
+    leaves = _landing_leaves(side, other, insertion)
+    return leaves[-1] if leaves else None
+
+
+def anchor_leaf(side: Side, other: Side, insertion: Insertion) -> int | None:
+    """The error point of an insertion: the first code leaf after it, or, when the inserted code ends a block
+    (nothing follows, or what follows is less deeply nested), the last leaf before it."""
+    keys, count = side.parsed.keys, len(side.partner)
+    inserted_depth = other.parsed.keys[insertion.first][2]
+    after, before = insertion.after, insertion.before
+    if after < count and (keys[after][2] >= inserted_depth or before < 0):
+        return after
+    if before >= 0:
+        return before
+    return None
+
+
+def anchor_spans(side: Side, other: Side, granularity: str) -> list[Span]:
+    """Where the other side's insertions belong on this side, at a granularity (token, statement or node).
+
+    token: the anchor leaf (`anchor_leaf`); statement and node: the statement enclosing the insertion point
+    (the statement an insertion extends, else the anchor leaf's), on the anchor's line.
+    """
+    parsed = side.parsed
+    spans: list[Span] = []
+    for insertion in insertions(side, other):
+        leaf = anchor_leaf(side, other, insertion)
+        if leaf is None:
+            continue
+        if granularity == "token":
+            spans.append((parsed.starts[leaf], parsed.ends[leaf]))
+            continue
+        extended = _extended_leaf(side, other, insertion)
+        leaf = extended if extended is not None else leaf
+        spans.append(statement_line_span(parsed, parsed.statement_of[leaf], line_of(parsed, leaf)))
+    return merge_spans(spans)
+
+
+def line_of(parsed: ParsedCode, leaf: int) -> int:
+    """0-based line of a leaf's first character."""
+    return bisect_right(parsed.line_starts, parsed.starts[leaf]) - 1
+
+
+def statement_line_span(parsed: ParsedCode, statement: int, line: int) -> Span:
+    """The part of a statement on one line: from its first leaf there to its last (comments left out)."""
+    region_start, region_end = parsed.statement_starts[statement], parsed.statement_ends[statement]
+    line_starts = parsed.line_starts
+    line_start = line_starts[line]
+    line_end = line_starts[line + 1] if line + 1 < len(line_starts) else len(parsed.text)
+    if region_start >= line_start and region_end <= line_end:
+        return region_start, region_end  # a statement on one line: all of it
+    on_line = [(s, e) for s, e in parsed.statement_leaf_spans(statement) if line_start <= s < line_end]
+    if not on_line:
+        return max(region_start, line_start), min(region_end, line_end)
+    return on_line[0][0], on_line[-1][1]
+
+
+def _spans_lines(parsed: ParsedCode, start: int, end: int) -> bool:
+    line_starts = parsed.line_starts
+    return bisect_right(line_starts, start) != bisect_right(line_starts, max(start, end - 1))
+
+
+def _consecutive(indices: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1] = (runs[-1][0], i)
+        else:
+            runs.append((i, i))
+    return runs
 
 
 def _runs(parsed: ParsedCode, changed: list[int]) -> list[tuple[int, int]]:
     runs: list[tuple[int, int]] = []
+    statement_of = parsed.statement_of
     for i in changed:
-        if runs and runs[-1][1] == i - 1 and parsed.region(i) == parsed.region(i - 1):
+        if runs and runs[-1][1] == i - 1 and statement_of[i] == statement_of[i - 1]:
             runs[-1] = (runs[-1][0], i)
         else:
             runs.append((i, i))

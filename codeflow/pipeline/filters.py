@@ -54,7 +54,9 @@ def check_kind(c: Candidate) -> str | None:
 
 
 def rejected_diff_lines(diff: object) -> int:
-    return len(set(diff.before_lines))
+    """D- lines as the paper counts them: the lines its line diff (Algorithm 1) marks in the rejected code,
+    whatever granularity the spans use (a multi-line statement with one changed line counts one line)."""
+    return diff.line_diff_lines[0]
 
 
 def check_diff_size(c: Candidate, config: FilterConfig) -> str | None:

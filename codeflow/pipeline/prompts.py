@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from codeflow.diff.fence import fenced_blocks
 from codeflow.pipeline.problems import Problem
 
 SYSTEM = "You are an expert Python programmer. You write correct, clean, self-contained Python 3 code."
@@ -17,7 +18,6 @@ SOLUTION_FILE = "solution.py"
 TEST_FILE = "test_solution.py"
 MAX_STDIO_CASES_SHOWN = 5
 
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _FILENAME = re.compile(r"([\w./-]+\.py)\b")
 
 
@@ -131,12 +131,11 @@ def parse_answer(text: str) -> ParsedAnswer:
     """
     solution = tests = None
     previous_end = 0
-    for m in _FENCE.finditer(text):
-        names = _FILENAME.findall(text[previous_end : m.start()])
-        previous_end = m.end()
-        code = m.group(2)
-        lang = m.group(1).lower()
-        if lang and lang not in ("python", "py", "python3"):
+    for block in fenced_blocks(text):  # the project's one fence parser (codeflow.diff.fence)
+        names = _FILENAME.findall(text[previous_end : block.fence_start])
+        previous_end = block.fence_end
+        code = text[block.start : block.end]
+        if not block.is_python:
             continue
         if names:
             is_test = "test" in names[-1].lower()
