@@ -83,7 +83,7 @@ def test_prompt_is_cut_from_the_left(test_tokenizer):
     prompt = "one two three four five six seven eight nine ten"
     full = test_tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pairs, _ = build_pairs([("t:1", row(prompt=prompt))], test_tokenizer, max_prompt_length=4)
-    assert pairs[0].prompt_ids == full[-4:]
+    assert pairs[0].prompt_ids.tolist() == full[-4:]
 
 
 def test_pair_whose_d_minus_is_truncated_away_is_dropped_and_counted(test_tokenizer):

@@ -13,6 +13,7 @@ import yaml
 from focal_dpo.cli import main as focal_dpo_main
 from focal_dpo.config import TrainConfig
 from focal_dpo.data import build_pairs, collate, load_rows
+from focal_dpo.policy import Policy
 from focal_dpo.reference import cached_batch_logps, precompute
 from focal_dpo.synthetic import bug_pairs, write_jsonl
 from focal_dpo.train import NonFiniteLossError, forward_pairs, load_model, train
@@ -49,7 +50,7 @@ def losses(output) -> list[float]:
 
 def naive_sequence_logps(model, prompt: list[int], completion: list[int]) -> float:
     """Sum of log p(completion | prompt) from the full logits of one unpadded sequence."""
-    ids = torch.tensor([prompt + completion])
+    ids = torch.tensor([list(prompt) + list(completion)])
     logits = model(input_ids=ids).logits[0, :-1]
     token_logps = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
     return token_logps[len(prompt) - 1 :].sum().item()
@@ -62,10 +63,10 @@ def test_full_mask_loss_equals_a_naive_full_log_softmax_computation(models, pair
         load_model(str(models["policy"]), torch.device("cpu")),
         load_model(str(models["other"]), "cpu"),
     )
-    cache = precompute(ref, pairs, 0, 2, 16, torch.device("cpu"), None)
+    cache = precompute(Policy(ref, 16), pairs, 0, 2, torch.device("cpu"))
     batch = collate(pairs, [0, 1, 2], "full", pad_id=0)
     with torch.no_grad():
-        out = forward_pairs(policy, batch, cached_batch_logps(batch, cache), config)
+        out = forward_pairs(Policy(policy, 16), batch, cached_batch_logps(batch, cache), config)
         expected = []
         for p in pairs:
             margin = sum(
@@ -88,7 +89,7 @@ def test_rpo_term_is_the_token_mean_cross_entropy_of_the_chosen_completions(
     policy = load_model(str(models["policy"]), torch.device("cpu"))
     batch = collate(pairs, [0, 1], "target", pad_id=0)
     with torch.no_grad():
-        out = forward_pairs(policy, batch, torch.zeros(batch.weights.shape), config)
+        out = forward_pairs(Policy(policy, 16), batch, torch.zeros(batch.weights.shape), config)
         ce, count = 0.0, 0
         for p in pairs:
             ce -= naive_sequence_logps(policy, p.prompt_ids, p.chosen_ids)
