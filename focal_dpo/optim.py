@@ -159,3 +159,17 @@ def training_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimize
     if quantized:
         out["parameters"] = sum(p.numel() * (2 if p.dtype == torch.uint8 else 1) for p in params)
     return out
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    """Linear warmup from 0, then cosine decay to 0 (Hugging Face's `get_cosine_schedule_with_warmup`, the
+    same values, without importing transformers' trainer utilities and peft with them)."""
+    import math
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return step / max(1, warmup_steps)
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

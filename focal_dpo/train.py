@@ -26,7 +26,7 @@ from focal_dpo.config import OptionError, TrainConfig, resolve, write_config
 from focal_dpo.data import BadRowError, DataReport, PairBatch, TokenizedPair, cached_pairs, collate
 from focal_dpo.distributed import Ranks
 from focal_dpo.loss import dpo_loss
-from focal_dpo.optim import build_optimizer
+from focal_dpo.optim import build_optimizer, cosine_schedule
 from focal_dpo.policy import (
     PARAM_DTYPES,
     Policy,
@@ -218,7 +218,6 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.device) -> TrainResult:
     from tqdm import tqdm
-    from transformers import get_cosine_schedule_with_warmup
 
     output, sft = Path(config.output), config.loss == "sft"
     if config.load_in_4bit and device.type != "cuda":
@@ -282,9 +281,7 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
         total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
         params = trainable_parameters(policy)
         optimizer = build_optimizer(config.optim, params, config.learning_rate, config.weight_decay, device)
-        scheduler = get_cosine_schedule_with_warmup(
-            optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps
-        )
+        scheduler = cosine_schedule(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
         position = Position()
         if resume_from:
             position = checkpoint.load_state(resume_from, optimizer, scheduler, strategy, ranks)
