@@ -133,7 +133,12 @@ def full_state_dict(policy: Policy, strategy: str) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = get_model_state_dict(policy, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return {key.removeprefix("model."): value for key, value in state.items()}
+    # a tied weight (embeddings = LM head) comes back under both names: keep the one save_pretrained keeps
+    kept = {name for name, _ in policy.model.named_parameters()} | {
+        n for n, _ in policy.model.named_buffers()
+    }
+    state = {key.removeprefix("model."): value for key, value in state.items()}
+    return {key: value for key, value in state.items() if key in kept}
 
 
 @contextmanager

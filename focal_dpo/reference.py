@@ -107,6 +107,8 @@ def precompute(
             for k, index in enumerate(indices):
                 local[index] = (token_logps[k][completion[k]], token_logps[b + k][completion[b + k]])
     inner.train(was_training)
+    if hasattr(inner, "reshard"):  # FSDP2 keeps the root unsharded after a forward without backward
+        inner.reshard()
     for index in set(padded) - set(mine):
         local.pop(index, None)
     merged: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}

@@ -173,6 +173,8 @@ def evaluate(wrapped, ref_logps_for, pairs, eval_indices, config, pad_id, device
         totals += weight * torch.stack([losses.double().sum(), (margin > 0).double().sum(), margin.double().sum(),
                                         out.nll_sum.double(), batch.nll_mask.sum().double()])  # fmt: skip
     inner.train()
+    if hasattr(inner, "reshard"):  # FSDP2 keeps the root unsharded after a forward without backward
+        inner.reshard()
     loss, correct, margins, nll, tokens = distributed.all_reduce_sum(totals, ranks).tolist()
     n = len(eval_indices)
     if sft:
@@ -263,12 +265,13 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
     resume_from = checkpoint.latest(output) if config.resume else None
     if config.resume and ranks.main:
         print(f"resuming from {resume_from}" if resume_from else f"no checkpoint in {output}: starting fresh")
-    policy = build_policy(config, resume_from, device)
+    policy = build_policy(config, resume_from, device).train()
     if config.compile:
         compile_layers(policy)
     with gradient_checkpointing(policy.causal_lm, config.gradient_checkpointing):
         compute_dtype = torch.bfloat16 if fsdp_bf16 else None
         wrapped = distributed.wrap(policy, strategy, device, compute_dtype)
+        params = trainable_parameters(policy)  # under FSDP2 the sharded DTensors, the optimizer's to own
         numerics = (
             f"{config.param_dtype} autocast={autocast_on} fsdp-bf16={fsdp_bf16} 4bit={config.load_in_4bit}"
         )
@@ -279,7 +282,6 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
             len(train_indices) / (config.batch_size * config.grad_accum * ranks.world)
         )
         total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-        params = trainable_parameters(policy)
         optimizer = build_optimizer(config.optim, params, config.learning_rate, config.weight_decay, device)
         scheduler = cosine_schedule(optimizer, math.ceil(config.warmup_ratio * total_steps), total_steps)
         position = Position()
