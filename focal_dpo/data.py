@@ -13,6 +13,7 @@ import multiprocessing
 import os
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,18 @@ class DataReport:
             pct = ", ".join(f"{k} {v}" for k, v in self.length_percentiles.items())
             out.append(f"pair length in tokens (prompt + longer completion): {pct}")
         return out
+
+
+def data_path(data: str | Path) -> Path:
+    """`data` as a Path, or the error naming it: missing, or a directory."""
+    path = Path(data)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such data file")
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path}: is a directory; --data takes a .jsonl (or .json/.parquet/.csv) file"
+        )
+    return path
 
 
 def load_rows(path: str | Path, skip_bad: bool = False) -> list[tuple[str, Any]]:
@@ -140,14 +153,18 @@ def build_pairs(
 
     if workers == 0:
         workers = min(os.cpu_count() or 1, 8) if len(rows) >= PARALLEL_MIN_ROWS else 1
+    results = None
     if workers > 1 and encoder.parallel_safe:
         size = max(256, min(4096, len(items) // (workers * 4) + 1))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         # spawn: a fresh interpreter per worker, never a fork of a process holding torch or tokenizer threads
         context_ = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, context_, init_worker, (encoder, settings, empty)) as pool:
-            results = [r for chunk in pool.map(tokenize_chunk, chunks) for r in chunk]
-    else:
+        try:
+            with ProcessPoolExecutor(workers, context_, init_worker, (encoder, settings, empty)) as pool:
+                results = [r for chunk in pool.map(tokenize_chunk, chunks) for r in chunk]
+        except BrokenProcessPool:  # e.g. a calling script without `if __name__ == "__main__":`
+            results = None
+    if results is None:
         results = tokenize_rows(items, encoder, settings, empty)
 
     report = DataReport(rows_read=len(rows))
@@ -252,7 +269,7 @@ def cached_pairs(
         pairs, report = build_pairs(load_rows(data, settings.get("skip_bad", False)), tokenizer, workers=workers,
                                     **settings)  # fmt: skip
         return pairs, report, False
-    path = Path(load_rows_check(data))
+    path = data_path(data)
     cache = Path(cache_dir) / f"pairs-{pairs_cache_key(path, tokenizer, settings)}.npz"
     if cache.exists():
         pairs, report = load_pairs(cache)
@@ -261,18 +278,6 @@ def cached_pairs(
     pairs, report = build_pairs(rows, tokenizer, workers=workers, **settings)
     save_pairs(cache, pairs, report)
     return pairs, report, False
-
-
-def load_rows_check(data: str | Path) -> Path:
-    """The data path, or the error `load_rows` would raise for it (before hashing a missing file)."""
-    path = Path(data)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such data file")
-    if path.is_dir():
-        raise IsADirectoryError(
-            f"{path}: is a directory; --data takes a .jsonl (or .json/.parquet/.csv) file"
-        )
-    return path
 
 
 # ---- batches
