@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from focal_dpo.config import OptionError
 from focal_dpo.distributed import (
     ONE_PROCESS,
     Ranks,
@@ -151,7 +152,7 @@ def load_state(
     shared = torch.load(path / "trainer_state.pt", weights_only=False)
     saved_world = shared.get("world", 1)
     if saved_world != ranks.world:
-        raise ValueError(
+        raise OptionError(
             f"{path} was written by {saved_world} process(es); resume it with --nproc-per-node {saved_world}"
         )
     own = shared if ranks.main else torch.load(path / f"rank-{ranks.rank}.pt", weights_only=False)

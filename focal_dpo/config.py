@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +165,7 @@ def default_text(f: dataclasses.Field) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Every TrainConfig field as --option; defaults are left unset so the YAML file can fill them."""
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file with any of these options "
-                        "(underscores in names); the command line wins")  # fmt: skip
+                        "(underscores in names); the command line wins (default: none)")  # fmt: skip
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         text = f"{HELP[f.name]} (default: {default_text(f)})"
@@ -326,6 +327,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    # options and inputs are checked before torch is imported, so a typo costs no import time
+    from focal_dpo.sources import check_inputs
+    from focal_dpo.tokenize import BadRowError
+
+    try:
+        config = resolve(args)
+        check_inputs(config)
+    except (OptionError, BadRowError) as err:
+        if os.environ.get("RANK", "0") == "0":
+            print(f"focal-dpo train: {err}", file=sys.stderr)
+        return 2
     from focal_dpo.train import run
 
-    return run(args)
+    return run(args, config)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from focal_dpo.config import OptionError
 from focal_dpo.policy import Policy, decoder_layers
 
 
@@ -43,7 +44,7 @@ def strategy_for(requested: str, ranks: Ranks) -> str:
     if requested == "auto":
         return "ddp" if ranks.world > 1 else "single"
     if "WORLD_SIZE" not in os.environ:
-        raise ValueError(
+        raise OptionError(
             f"--strategy {requested} needs a launcher: torchrun --nproc-per-node N focal-dpo train ..."
         )
     return requested

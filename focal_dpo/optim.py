@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 import torch
 
+from focal_dpo.config import OptionError
+
 OPTIMIZERS = {
     "adamw": "AdamW; fp32 weights: torch.optim.AdamW (fused on CUDA); bf16 weights: bf16 moments, stochastically rounded",
     "adamw8bit": "torchao AdamW8bit: 8-bit block-quantized moments; bf16 weights stochastically rounded",
@@ -89,7 +91,7 @@ def build_optimizer(
     weight_decay: float,
     device: torch.device,
 ) -> torch.optim.Optimizer:
-    """The optimizer `--optim NAME` names, for these parameters; a wrong pairing is a ValueError saying why."""
+    """The optimizer `--optim NAME` names, for these parameters; a wrong pairing is an OptionError saying why."""
     bf16 = any(p.dtype == torch.bfloat16 for p in params)
     common = dict(lr=learning_rate, weight_decay=weight_decay)
     if name == "adamw":
@@ -100,22 +102,22 @@ def build_optimizer(
         try:
             import torchao.optim
         except ImportError as err:
-            raise ValueError(f"--optim {name} needs torchao: pip install torchao") from err
+            raise OptionError(f"--optim {name} needs torchao: pip install torchao") from err
         cls = torchao.optim.AdamW8bit if name == "adamw8bit" else torchao.optim.AdamW4bit
         return cls(params, bf16_stochastic_round=bf16, **common)
     if name in ("bnb-adamw8bit", "bnb-paged-adamw8bit"):
         if bf16:
-            raise ValueError(
+            raise OptionError(
                 f"--optim {name} rounds bf16 weights to nearest, so small updates vanish: "
                 "use --optim adamw8bit (torchao, stochastic rounding) or --param-dtype fp32"
             )
         try:
             import bitsandbytes as bnb
         except ImportError as err:
-            raise ValueError(f"--optim {name} needs bitsandbytes: pip install bitsandbytes") from err
+            raise OptionError(f"--optim {name} needs bitsandbytes: pip install bitsandbytes") from err
         cls = bnb.optim.AdamW8bit if name == "bnb-adamw8bit" else bnb.optim.PagedAdamW8bit
         return cls(params, **common)
-    raise ValueError(f"--optim {name!r}: use one of {', '.join(OPTIMIZERS)}")
+    raise OptionError(f"--optim {name!r}: use one of {', '.join(OPTIMIZERS)}")
 
 
 def tensor_bytes(value: object, seen: set[tuple[int, int]] | None = None) -> int:

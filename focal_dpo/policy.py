@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from focal_dpo.config import OptionError
 from focal_dpo.loss import logps
 
 PARAM_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -128,10 +129,13 @@ def add_lora(
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM"
     )
-    peft_model = get_peft_model(model, config)
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as err:  # e.g. target modules the model does not have
+        raise OptionError(f"--lora-target-modules {target_modules}: {str(err).splitlines()[0]}") from None
     head = peft_model.get_base_model().get_output_embeddings()
     if hasattr(head, "lora_A") and dropout > 0:
-        raise ValueError(
+        raise OptionError(
             "--lora-dropout applies to the adapter input, which the chunked LM head does not see: "
             "use --lora-dropout 0 or leave lm_head out of --lora-target-modules"
         )

@@ -186,7 +186,15 @@ def evaluate(wrapped, ref_logps_for, pairs, eval_indices, config, pad_id, device
 def load_tokenizer(source: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(source)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:
+        raise OptionError(f"--model {source}: cannot load its tokenizer ({first_line(err)})") from None
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def build_policy(config: TrainConfig, resume_from: Path | None, device: torch.device) -> Policy:
@@ -207,18 +215,22 @@ def build_policy(config: TrainConfig, resume_from: Path | None, device: torch.de
     return Policy(model, config.logits_chunk)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Run `focal-dpo train` with `config` in this process (one rank of a torchrun launch, or alone)."""
+def train(config: TrainConfig, status: dict | None = None) -> TrainResult:
+    """Run `focal-dpo train` with `config` in this process (one rank of a torchrun launch, or alone).
+
+    `status["step"]` follows the optimizer steps done, for whoever reports an interruption."""
     ranks = distributed.ranks_from_env()
     strategy = distributed.strategy_for(config.strategy, ranks)
     device = distributed.start(ranks)
     try:
-        return _train(config, ranks, strategy, device)
+        return _train(config, ranks, strategy, device, {} if status is None else status)
     finally:
         distributed.stop()
 
 
-def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.device) -> TrainResult:
+def _train(
+    config: TrainConfig, ranks: Ranks, strategy: str, device: torch.device, status: dict
+) -> TrainResult:
     from tqdm import tqdm
 
     output, sft = Path(config.output), config.loss == "sft"
@@ -265,7 +277,12 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
     resume_from = checkpoint.latest(output) if config.resume else None
     if config.resume and ranks.main:
         print(f"resuming from {resume_from}" if resume_from else f"no checkpoint in {output}: starting fresh")
-    policy = build_policy(config, resume_from, device).train()
+    try:
+        policy = build_policy(config, resume_from, device).train()
+    except OSError as err:
+        raise OptionError(
+            f"--model {resume_from or config.model}: cannot load the model ({first_line(err)})"
+        ) from None
     if config.compile:
         compile_layers(policy)
     with gradient_checkpointing(policy.causal_lm, config.gradient_checkpointing):
@@ -287,6 +304,7 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
         position = Position()
         if resume_from:
             position = checkpoint.load_state(resume_from, optimizer, scheduler, strategy, ranks)
+        status["step"] = position.step
         metrics_path = output / "metrics.jsonl"
         if ranks.main:
             kept = []
@@ -339,6 +357,7 @@ def _train(config: TrainConfig, ranks: Ranks, strategy: str, device: torch.devic
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             position = after
+            status["step"] = position.step
             sums = dict(zip(SUMS, values, strict=False))
             last = {
                 "step": position.step, "epoch": position.epoch + position.offset / max(len(train_indices), 1),
@@ -441,20 +460,62 @@ def save_final(
     checkpoint.save_model(output / "final", policy, strategy, tokenizer, ranks)
 
 
-def run(args: argparse.Namespace) -> int:
+def resume_command(argv: list[str], world: int) -> str:
+    """The command that continues an interrupted run: the same arguments plus --resume."""
+    import shlex
+
+    args = list(argv) + ([] if "--resume" in argv else ["--resume"])
+    launcher = f"torchrun --nproc-per-node {world} --no-python " if world > 1 else ""
+    return launcher + "focal-dpo " + shlex.join(args)
+
+
+def run(args: argparse.Namespace, config: TrainConfig | None = None) -> int:
+    """`focal-dpo train`: exit 0 done, 2 bad usage or input, 1 a run that failed, 130 interrupted.
+
+    `config`: the options already resolved and checked (`focal_dpo.config` does it before importing torch)."""
+    from focal_dpo.quiet import quiet_libraries
+    from focal_dpo.sources import check_inputs
+
+    ranks = distributed.ranks_from_env()
+
+    def fail(message: str, code: int) -> int:
+        if ranks.main:
+            print(f"focal-dpo train: {message}", file=sys.stderr, flush=True)
+        return code
+
     try:
-        config = resolve(args)
-    except OptionError as err:
-        print(f"focal-dpo train: {err}", file=sys.stderr)
-        return 2
+        if config is None:
+            config = resolve(args)
+            check_inputs(config)
+        quiet_libraries(config.progress)
+    except (OptionError, BadRowError) as err:
+        return fail(str(err), 2)
+    status: dict = {}
     try:
-        train(config)
-    except OptionError as err:
-        print(f"focal-dpo train: {err}", file=sys.stderr)
-        return 2
-    except (BadRowError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
-        print(f"focal-dpo train: {err}", file=sys.stderr)
-        return 1
+        train(config, status)
+    except (OptionError, BadRowError) as err:
+        return fail(str(err), 2)
+    except NonFiniteLossError as err:
+        return fail(str(err), 1)
+    except torch.OutOfMemoryError:
+        return fail(f"out of memory at step {status.get('step', 0) + 1}: lower --batch-size (raise --grad-accum "
+                    "to keep the step), or use --gradient-checkpointing, --param-dtype bf16 or --lora-r", 1)  # fmt: skip
+    except OSError as err:  # a model or tokenizer that does not load, a disk that fills up
+        return fail(first_line(err), 1)
+    except KeyboardInterrupt:
+        last = checkpoint.latest(Path(config.output))
+        where = (
+            f"the last checkpoint is {last}"
+            if last
+            else "no checkpoint was written yet (--save-steps N keeps one)"
+        )
+        argv = getattr(args, "argv", None) or ["train", *sys.argv[1:]]
+        hint = (
+            f"continue with: {resume_command(argv, ranks.world)}"
+            if last
+            else "rerun the same command to start again"
+        )
+        return fail(f"interrupted at step {status.get('step', 0) + 1}; {where}; {hint}", 130)
     return 0
 
 

@@ -211,7 +211,7 @@ def test_cli_train_reports_a_bad_row_by_file_and_line(models, tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": ""}) + "\n")
     argv = ["train", "--model", str(models["policy"]), "--data", str(data), "--output", str(tmp_path / "o")]
-    assert focal_dpo_main([*argv, "--no-progress"]) == 1
+    assert focal_dpo_main([*argv, "--no-progress"]) == 2  # bad input
     assert "bad.jsonl:1: empty rejected completion" in capsys.readouterr().err
 
 
