@@ -51,6 +51,10 @@ class _ChunkedTokenLogps(torch.autograd.Function):
         need_hidden, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.zeros_like(hidden) if need_hidden else None
         acc = torch.promote_types(hidden.dtype, torch.float32)
+        low_precision = (
+            hidden.dtype != acc
+        )  # bf16/fp16 compute: the head's weight gradient still sums in fp32
+        # one fp32 accumulator for the whole backward; every chunk adds into it in place
         grad_weight = torch.zeros(weight.shape, dtype=acc, device=weight.device) if need_weight else None
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             w = weight.to(hidden.dtype)
@@ -61,17 +65,30 @@ class _ChunkedTokenLogps(torch.autograd.Function):
                 # d logp[t] / d logits = onehot(t) - softmax(logits), built in place in one chunk buffer
                 dlogits = (h @ w.T).to(acc).sub_(lse[start:stop, None]).exp_().mul_(-g[:, None])
                 dlogits[torch.arange(h.shape[0], device=h.device), targets[start:stop]] += g
-                dlogits = dlogits.to(hidden.dtype)
+                dlogits_low = dlogits.to(hidden.dtype) if low_precision else dlogits
                 if need_hidden:
-                    grad_hidden[start:stop] = dlogits @ w
-                if need_weight and grad_weight.dtype == h.dtype:
-                    grad_weight.addmm_(dlogits.T, h)  # in place: no second [vocab, hidden] buffer
-                elif need_weight:
-                    grad_weight += (dlogits.T @ h).to(acc)
-                del dlogits
-        if need_weight:
-            grad_weight = grad_weight.to(weight.dtype)
+                    grad_hidden[start:stop] = dlogits_low @ w
+                if need_weight:
+                    _accumulate_weight_grad(grad_weight, dlogits, dlogits_low, h)
+                del dlogits, dlogits_low
+        if need_weight and grad_weight.dtype != weight.dtype:
+            grad_weight = grad_weight.to(weight.dtype)  # rounded once, after the whole sum
         return grad_hidden, grad_weight, None, None
+
+
+def _accumulate_weight_grad(
+    grad_weight: torch.Tensor, dlogits: torch.Tensor, dlogits_low: torch.Tensor, h: torch.Tensor
+) -> None:
+    """grad_weight (fp32, [V, H]) += dlogits.T @ h, in place: no [V, H] temporary, no rounding per chunk."""
+    if h.dtype == grad_weight.dtype:
+        grad_weight.addmm_(dlogits.T, h)
+    elif h.is_cuda:
+        # bf16 inputs on the tensor cores, fp32 accumulation straight into the accumulator
+        torch.addmm(grad_weight, dlogits_low.T, h, out_dtype=grad_weight.dtype, out=grad_weight)
+    else:
+        # no mixed-dtype matmul off CUDA: the fp32 softmax gradient and an fp32 copy of this chunk's hidden
+        # states ([chunk, H], small) give the same fp32 sum
+        grad_weight.addmm_(dlogits.T, h.to(grad_weight.dtype))
 
 
 def chunked_token_logps(

@@ -1,120 +1,136 @@
-"""Reference log-probs: precomputed once in a no-grad pass and cached on disk, or live from a frozen copy.
+"""Reference log-probs: precomputed once in a no-grad pass (split across ranks) and cached on disk.
 
 The cache keeps per-token log-probs of the completions (not weighted sums), computed only at the tokens the mask
-mode weights, so the reference pass skips what the loss never reads. Its key is a fingerprint of the reference
-weights, the tokenized data and the mask mode.
+mode weights, so the reference pass skips what the loss never reads. Its key is a fingerprint over every byte of
+the reference's weight files, the tokenized data, the compute dtype and the mask mode.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from focal_dpo.data import PairBatch, TokenizedPair, collate
-from focal_dpo.loss import logps
+from focal_dpo.data import PairBatch, TokenizedPair, collate, file_digest
+from focal_dpo.distributed import ONE_PROCESS, Ranks, all_gather_objects
 
-CACHE_VERSION = 1
-
-
-def backbone_hidden(model: torch.nn.Module, batch: PairBatch) -> torch.Tensor:
-    """Last hidden states from the model body, skipping the LM head (no [batch, seq, vocab] logits)."""
-    body = getattr(model, model.base_model_prefix)
-    return body(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
-    ).last_hidden_state
+CACHE_VERSION = 2
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
-def lm_head_weight(model: torch.nn.Module) -> torch.Tensor:
-    head = model.get_output_embeddings()
-    if getattr(head, "bias", None) is not None:
-        raise ValueError("LM heads with a bias are not supported by the chunked log-prob path")
-    return head.weight
+def model_files_dir(source: str) -> Path | None:
+    """The directory holding `source`'s files: itself when local, the hub cache's snapshot for a hub name."""
+    if Path(source).is_dir():
+        return Path(source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(source, local_files_only=True))
+    except Exception:  # not a cached hub model: the caller hashes the loaded tensors instead
+        return None
 
 
-def batch_token_logps(
-    model: torch.nn.Module, batch: PairBatch, positions: torch.Tensor, chunk_size: int
-) -> torch.Tensor:
-    """fp32 [2B, T-1] log-probs at `positions` (zero elsewhere)."""
-    return logps(backbone_hidden(model, batch), lm_head_weight(model), batch.input_ids, positions, chunk_size)
+def weights_digest(source: str, model: torch.nn.Module | None = None) -> str:
+    """sha256 over every byte of the weight files and config.json of `source` (so a retrained or merged
+    checkpoint at the same path gets a new key); without files, over the loaded model's tensors."""
+    digest = hashlib.sha256()
+    root = model_files_dir(source)
+    files = sorted(p for p in root.iterdir() if p.suffix in WEIGHT_SUFFIXES) if root else []
+    if files:
+        for path in files + [root / "config.json"]:
+            if path.exists():
+                digest.update(f"{path.name}\0".encode())
+                file_digest(path, digest)
+        return digest.hexdigest()
+    if model is None:
+        raise ValueError(f"{source}: no weight files found to fingerprint the reference")
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
-def fingerprint(model_dir: str, pairs: list[TokenizedPair], dtype: str, mask_mode: str = "full") -> str:
-    """sha256 over the reference's config and weight files (size + head and tail bytes), every token id and
-    the diff masks and mask mode, which decide the tokens the cache holds."""
+def reference_key(weights: str, pairs: list[TokenizedPair], compute: str, mask_mode: str) -> str:
+    """Cache key: the reference weights, every token id and diff mask in pair order, dtype and mask mode."""
     mode = "full" if mask_mode == "hybrid" else mask_mode
-    digest = hashlib.sha256(f"v{CACHE_VERSION} {dtype} {mode}".encode())
-    root = Path(model_dir)
-    if root.is_dir():
-        for path in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")) + [root / "config.json"]:
-            if not path.exists():
-                continue
-            size = path.stat().st_size
-            digest.update(f"{path.name} {size}".encode())
-            with path.open("rb") as f:
-                digest.update(f.read(1 << 20))
-                f.seek(max(size - (1 << 20), 0))
-                digest.update(f.read())
-    else:
-        digest.update(model_dir.encode())  # a hub name: its revision is cached locally under that name
+    digest = hashlib.sha256(f"v{CACHE_VERSION} {compute} {mode} {weights}".encode())
     for p in pairs:
-        digest.update(
-            json.dumps([p.prompt_ids, p.chosen_ids, p.rejected_ids, p.chosen_diff, p.rejected_diff]).encode()
-        )
+        for array in (p.prompt_ids, p.chosen_ids, p.rejected_ids, p.chosen_diff, p.rejected_diff):
+            digest.update(len(array).to_bytes(8, "little"))
+            digest.update(array.tobytes())
     return digest.hexdigest()[:24]
 
 
 @torch.no_grad()
 def precompute(
-    model: torch.nn.Module,
+    policy: Any,
     pairs: list[TokenizedPair],
     pad_id: int,
     batch_size: int,
-    chunk_size: int,
     device: torch.device,
-    autocast_dtype: torch.dtype | None,
+    autocast: Callable[[], Any] = nullcontext,
     progress: bool = False,
     mask_mode: str = "full",
+    ranks: Ranks = ONE_PROCESS,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(chosen, rejected) per-token log-probs of each pair's completion tokens, in pair order.
 
-    Only the tokens `mask_mode` weights are computed (zero elsewhere): in `target` mode that skips all but the
-    D- tokens of the rejected side. `hybrid` needs every token.
+    `policy` is a Policy (or what wraps it); its `reference()` context gives the reference (the adapter off
+    for LoRA). Only the tokens `mask_mode` weights are computed (zero elsewhere): in `target` mode that skips
+    all but the D- tokens of the rejected side; `hybrid` needs every token. With several ranks each computes
+    every world-th pair (the same number of batches on every rank, as FSDP needs) and all gather the result.
     """
-    mode = "full" if mask_mode == "hybrid" else mask_mode
     from tqdm import tqdm
 
-    was_training = model.training
-    model.eval()
-    out: list[tuple[torch.Tensor, torch.Tensor]] = []
-    starts = range(0, len(pairs), batch_size)
-    for start in tqdm(starts, desc="reference log-probs", disable=not progress, leave=False):
-        indices = list(range(start, min(start + batch_size, len(pairs))))
-        batch = collate(pairs, indices, mode, pad_id).to(device)
-        with torch.autocast(
-            device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
-        ):
-            token_logps = batch_token_logps(model, batch, batch.weights != 0, chunk_size).cpu()
-        completion = batch.completion.cpu()
-        b = batch.num_pairs
-        for k in range(b):
-            out.append((token_logps[k][completion[k]], token_logps[b + k][completion[b + k]]))
-    model.train(was_training)
-    return out
+    mode = "full" if mask_mode == "hybrid" else mask_mode
+    per_rank = math.ceil(len(pairs) / ranks.world)
+    mine = list(range(ranks.rank, len(pairs), ranks.world))
+    padded = mine + [mine[0] if mine else 0] * (per_rank - len(mine))  # repeats, dropped below
+    inner = getattr(policy, "module", policy)  # under DDP the reference pass needs no gradient sync
+    was_training = inner.training
+    inner.eval()
+    local: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    starts = range(0, len(padded), batch_size)
+    with inner.reference():
+        for start in tqdm(starts, desc="reference log-probs", disable=not progress, leave=False):
+            indices = padded[start : start + batch_size]
+            batch = collate(pairs, indices, mode, pad_id).to(device)
+            with autocast():
+                token_logps = inner(batch.input_ids, batch.attention_mask, batch.weights != 0).cpu()
+            completion = batch.completion.cpu()
+            b = batch.num_pairs
+            for k, index in enumerate(indices):
+                local[index] = (token_logps[k][completion[k]], token_logps[b + k][completion[b + k]])
+    inner.train(was_training)
+    if hasattr(inner, "reshard"):  # FSDP2 keeps the root unsharded after a forward without backward
+        inner.reshard()
+    for index in set(padded) - set(mine):
+        local.pop(index, None)
+    merged: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    for part in all_gather_objects(local, ranks):
+        merged.update(part)
+    return [merged[i] for i in range(len(pairs))]
 
 
-def load_or_precompute(cache_dir: Path, key: str, compute) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The cached reference log-probs for `key`, computing and saving them first when missing."""
+def load_or_precompute(cache_dir: Path, key: str, compute, ranks: Ranks = ONE_PROCESS) -> list:
+    """The cached reference log-probs for `key`, computing and saving them (rank 0) first when missing."""
+    from focal_dpo.distributed import barrier, everyone
+
     path = cache_dir / f"ref_logps-{key}.pt"
-    if path.exists():
+    if everyone(path.exists(), ranks):
         return torch.load(path, weights_only=True)
     values = compute()
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(values, tmp)
-    tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
+    if ranks.main:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(values, tmp)
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written cache
+    barrier(ranks)
     return values
 
 
@@ -127,4 +143,4 @@ def cached_batch_logps(batch: PairBatch, cache: list[tuple[torch.Tensor, torch.T
         chosen, rejected = cache[index]
         out[k][completion[k]] = chosen
         out[b + k][completion[b + k]] = rejected
-    return out.to(batch.completion.device)
+    return out.to(batch.completion.device, non_blocking=True)

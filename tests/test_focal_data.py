@@ -83,7 +83,7 @@ def test_prompt_is_cut_from_the_left(test_tokenizer):
     prompt = "one two three four five six seven eight nine ten"
     full = test_tokenizer(prompt, add_special_tokens=False)["input_ids"]
     pairs, _ = build_pairs([("t:1", row(prompt=prompt))], test_tokenizer, max_prompt_length=4)
-    assert pairs[0].prompt_ids == full[-4:]
+    assert pairs[0].prompt_ids.tolist() == full[-4:]
 
 
 def test_pair_whose_d_minus_is_truncated_away_is_dropped_and_counted(test_tokenizer):
@@ -183,3 +183,127 @@ def test_config_yaml_with_unknown_option_names_the_file(tmp_path):
     add_arguments(parser)
     with pytest.raises(ValueError, match=r"train\.yaml: unknown option\(s\) betta"):
         resolve(parser.parse_args(["--config", str(config_file)]))
+
+
+def with_bos_added(tokenizer, bos="<|im_start|>"):
+    """A copy of the tokenizer that puts `bos` before every text, as Llama-style tokenizers do."""
+    import copy
+
+    from tokenizers import processors
+
+    tok = copy.deepcopy(tokenizer)
+    bos_id = tok.convert_tokens_to_ids(bos)
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, bos_id)]
+    )
+    tok.bos_token = bos
+    return tok, bos_id
+
+
+def test_bos_is_prepended_exactly_when_the_tokenizer_adds_one(test_tokenizer):
+    import copy
+
+    # GPT-2/StarCoder style: a BOS token is defined but the tokenizer never adds it
+    gpt2_style = copy.deepcopy(test_tokenizer)
+    gpt2_style.bos_token = "<|endoftext|>"
+    assert gpt2_style("Area?")["input_ids"][0] != gpt2_style.bos_token_id
+    plain = build_pairs([("t:1", row())], gpt2_style)[0][0]
+    assert plain.prompt_ids.tolist() == gpt2_style("Area?", add_special_tokens=False)["input_ids"]
+    # Llama style: the tokenizer adds it, so the prompt starts with exactly one
+    llama_style, bos_id = with_bos_added(test_tokenizer)
+    pair = build_pairs([("t:1", row())], llama_style)[0][0]
+    assert pair.prompt_ids.tolist() == llama_style("Area?")["input_ids"]
+    assert pair.prompt_ids[0] == bos_id and (pair.prompt_ids == bos_id).sum() == 1
+    assert bos_id not in pair.chosen_ids.tolist()
+
+
+def test_a_long_prompt_keeps_its_bos_and_chat_header_and_loses_the_start_of_its_content(test_tokenizer):
+    prompt = " ".join(f"word{i}" for i in range(40))
+    llama_style, bos_id = with_bos_added(test_tokenizer)
+    pair = build_pairs([("t:1", row(prompt=prompt))], llama_style, max_prompt_length=6)[0][0]
+    content = llama_style(prompt, add_special_tokens=False)["input_ids"]
+    assert pair.prompt_ids.tolist() == [bos_id] + content[-5:]
+
+    pair = build_pairs(
+        [("t:1", row(prompt=prompt))], test_tokenizer, chat_template=True, max_prompt_length=20
+    )
+    ids = pair[0][0].prompt_ids.tolist()
+    text = test_tokenizer.decode(ids)
+    assert len(ids) == 20
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    assert "word39" in text and "word0 " not in text
+
+
+def test_parallel_tokenization_gives_the_same_pairs_as_one_process(test_tokenizer):
+    from focal_dpo.synthetic import bug_pairs
+
+    rows = [(f"f:{i}", r) for i, r in enumerate(bug_pairs(40, seed=5))]
+    rows += [("f:40", row()), ("f:41", row(prompt="Ünïcode π ³ " * 5)), ("f:42", row(rejected=""))]
+    kwargs = dict(max_length=64, max_prompt_length=16, skip_bad=True)
+    one, report_one = build_pairs(rows, test_tokenizer, workers=1, **kwargs)
+    many, report_many = build_pairs(rows, test_tokenizer, workers=2, **kwargs)
+    assert report_one == report_many and report_one.bad_skipped == 1
+    assert len(one) == len(many) == 42
+    for a, b in zip(one, many, strict=True):
+        assert a.row_id == b.row_id
+        for name in ("prompt_ids", "chosen_ids", "rejected_ids", "chosen_diff", "rejected_diff"):
+            assert getattr(a, name).tolist() == getattr(b, name).tolist()
+
+
+def test_batched_tokenization_matches_the_tokenizer_called_on_each_text(test_tokenizer):
+    from focal_dpo.tokenize import TextEncoder
+
+    texts = [CHOSEN, REJECTED, "  leading spaces\n\ttabs", "emoji 🙂 and CJK 漢字", "<|im_end|> special"]
+    encoder = TextEncoder(test_tokenizer)
+    for text, (ids, offsets) in zip(texts, encoder.encode(texts), strict=True):
+        expected = test_tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        assert list(ids) == expected["input_ids"] and [tuple(o) for o in offsets] == [
+            tuple(o) for o in expected["offset_mapping"]
+        ]
+
+
+def test_tokenized_pairs_are_cached_under_a_fingerprint_of_data_tokenizer_and_settings(
+    test_tokenizer, tmp_path
+):
+    from focal_dpo.data import cached_pairs
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text(json.dumps(row()) + "\n" + json.dumps(row(id="r2")) + "\n")
+    cache = tmp_path / "cache"
+    first, report, hit = cached_pairs(data, test_tokenizer, cache, mask_mode="target", max_length=64)
+    assert not hit and len(list(cache.iterdir())) == 1
+    again, report_again, hit = cached_pairs(data, test_tokenizer, cache, mask_mode="target", max_length=64)
+    assert hit and report_again == report
+    assert [p.rejected_diff.tolist() for p in again] == [p.rejected_diff.tolist() for p in first]
+    assert [p.row_id for p in again] == ["r1", "r2"]
+    # another setting, another tokenizer, or other data bytes: another key
+    cached_pairs(data, test_tokenizer, cache, mask_mode="target", max_length=32)
+    llama_style, _ = with_bos_added(test_tokenizer)
+    cached_pairs(data, llama_style, cache, mask_mode="target", max_length=64)
+    data.write_text(json.dumps(row()) + "\n")
+    cached_pairs(data, test_tokenizer, cache, mask_mode="target", max_length=64)
+    assert len(list(cache.iterdir())) == 4
+
+
+def test_skip_bad_counts_invalid_json_lines_with_the_other_bad_rows(test_tokenizer, tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(row()) + "\n{not json\n" + json.dumps(row(rejected="")) + "\n")
+    pairs, report = build_pairs(load_rows(path, skip_bad=True), test_tokenizer, skip_bad=True)
+    assert len(pairs) == 1 and report.bad_skipped == 2
+    assert any("pairs.jsonl:2: not valid JSON" in line for line in report.lines())
+
+
+def test_sft_rows_need_only_the_chosen_text_and_a_bare_text_starts_scoring_at_its_second_token(
+    test_tokenizer,
+):
+    rows = [("t:1", {"prompt": "Area?", "chosen": CHOSEN}), ("t:2", {"text": "x = 1\n"})]
+    pairs, report = build_pairs(rows, test_tokenizer, sft=True)
+    assert report.pairs_kept == 2 and len(pairs[0].rejected_ids) == 0
+    text_ids = test_tokenizer("x = 1\n", add_special_tokens=False)["input_ids"]
+    assert pairs[1].prompt_ids.tolist() == text_ids[:1]
+    assert pairs[1].chosen_ids.tolist() == text_ids[1:] + [test_tokenizer.eos_token_id]
+    batch = collate(pairs, [0, 1], "target", pad_id=0, rejected=False)
+    assert batch.input_ids.shape[0] == 2 and not batch.has_rejected
+    assert batch.nll_mask.sum().item() == len(pairs[0].chosen_ids) + len(pairs[1].chosen_ids)
+    with pytest.raises(BadRowError, match="t:3: missing, empty or non-string field 'chosen'"):
+        build_pairs([("t:3", {"prompt": "p"})], test_tokenizer, sft=True)

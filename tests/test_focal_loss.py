@@ -69,3 +69,38 @@ def test_nll_is_the_token_mean_cross_entropy_including_token_id_zero():
     token_logps = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1)
     expected = F.cross_entropy(logits[mask], targets[mask])
     torch.testing.assert_close(nll(token_logps, mask), expected)
+
+
+def test_bf16_head_weight_gradient_matches_fp32_within_bf16_precision():
+    # two chunks whose gradients nearly cancel: rounding each chunk's [vocab, hidden] product to bf16 before
+    # summing would leave an error of 2**-9 of one chunk's gradient, ~20x the small total's bf16 precision
+    torch.manual_seed(3)
+    k, h, v = 64, 32, 300
+    hidden = torch.randn(k, h).repeat(2, 1)
+    targets = torch.randint(0, v, (k,)).repeat(2)
+    coef = torch.cat([torch.ones(k), -(1 - 1 / 64) * torch.ones(k)])
+    weight = torch.randn(v, h) * 0.2
+
+    def weight_grad(dtype):
+        w = weight.to(torch.bfloat16).to(dtype).requires_grad_()
+        out = chunked_token_logps(hidden.to(torch.bfloat16).to(dtype), w, targets, k)
+        (out * coef.to(dtype)).sum().backward()
+        return w.grad.double()
+
+    exact, ours = weight_grad(torch.float64), weight_grad(torch.bfloat16)
+    assert ours.dtype == torch.float64 and (ours - exact).norm() / exact.norm() < 2**-6
+
+
+def test_head_weight_gradient_allocates_no_vocab_by_hidden_buffer_per_chunk():
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(4)
+    n, h, v = 300, 64, 4000
+    weight = torch.randn(v, h, dtype=torch.bfloat16, requires_grad=True)
+    hidden = torch.randn(n, h, dtype=torch.bfloat16, requires_grad=True)
+    out = chunked_token_logps(hidden, weight, torch.randint(0, v, (n,)), 16)  # 19 chunks of 16 positions
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        out.sum().backward()
+    big = [e.self_cpu_memory_usage for e in prof.events() if e.self_cpu_memory_usage >= v * h * 2]
+    # the fp32 accumulator and the one bf16 cast of the finished sum; a chunk's buffers are 16 x 4000
+    assert sorted(big) == [v * h * 2, v * h * 4]

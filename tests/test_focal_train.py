@@ -13,10 +13,11 @@ import yaml
 from focal_dpo.cli import main as focal_dpo_main
 from focal_dpo.config import TrainConfig
 from focal_dpo.data import build_pairs, collate, load_rows
+from focal_dpo.policy import Policy
 from focal_dpo.reference import cached_batch_logps, precompute
 from focal_dpo.synthetic import bug_pairs, write_jsonl
-from focal_dpo.train import NonFiniteLossError, forward_pairs, load_model, train
-from tests.fixtures.tiny_model import make_tiny_model
+from focal_dpo.train import NonFiniteLossError, forward_pairs, load_model, split_indices, train
+from tests.fixtures.tiny_model import load_test_tokenizer, make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def losses(output) -> list[float]:
 
 def naive_sequence_logps(model, prompt: list[int], completion: list[int]) -> float:
     """Sum of log p(completion | prompt) from the full logits of one unpadded sequence."""
-    ids = torch.tensor([prompt + completion])
+    ids = torch.tensor([list(prompt) + list(completion)])
     logits = model(input_ids=ids).logits[0, :-1]
     token_logps = torch.log_softmax(logits, -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
     return token_logps[len(prompt) - 1 :].sum().item()
@@ -62,10 +63,10 @@ def test_full_mask_loss_equals_a_naive_full_log_softmax_computation(models, pair
         load_model(str(models["policy"]), torch.device("cpu")),
         load_model(str(models["other"]), "cpu"),
     )
-    cache = precompute(ref, pairs, 0, 2, 16, torch.device("cpu"), None)
+    cache = precompute(Policy(ref, 16), pairs, 0, 2, torch.device("cpu"))
     batch = collate(pairs, [0, 1, 2], "full", pad_id=0)
     with torch.no_grad():
-        out = forward_pairs(policy, batch, cached_batch_logps(batch, cache), config)
+        out = forward_pairs(Policy(policy, 16), batch, cached_batch_logps(batch, cache), config)
         expected = []
         for p in pairs:
             margin = sum(
@@ -88,7 +89,7 @@ def test_rpo_term_is_the_token_mean_cross_entropy_of_the_chosen_completions(
     policy = load_model(str(models["policy"]), torch.device("cpu"))
     batch = collate(pairs, [0, 1], "target", pad_id=0)
     with torch.no_grad():
-        out = forward_pairs(policy, batch, torch.zeros(batch.weights.shape), config)
+        out = forward_pairs(Policy(policy, 16), batch, torch.zeros(batch.weights.shape), config)
         ce, count = 0.0, 0
         for p in pairs:
             ce -= naive_sequence_logps(policy, p.prompt_ids, p.chosen_ids)
@@ -97,6 +98,25 @@ def test_rpo_term_is_the_token_mean_cross_entropy_of_the_chosen_completions(
     assert batch.nll_mask.sum().item() == count
 
 
+def test_reward_accuracy_on_held_out_pairs_rises_in_a_few_steps(models, tmp_path):
+    data = write_jsonl(bug_pairs(48, seed=7), tmp_path / "bugs.jsonl")
+    config = config_for(
+        models, data, tmp_path / "run", max_steps=6, batch_size=8, grad_accum=1, learning_rate=1e-3,
+        warmup_ratio=0.0, eval_fraction=0.25, eval_steps=3, logits_chunk=0,
+    )  # fmt: skip
+    result = train(config)
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    # step 1 is computed before its update: policy == reference, zero margins, no pair "won"
+    assert (
+        lines[0]["step"] == 1 and lines[0]["rewards/margins"] == 0.0 and lines[0]["rewards/accuracies"] == 0.0
+    )
+    evals = [m for m in lines if "eval/rewards/accuracies" in m]
+    assert [m["step"] for m in evals] == [3, 6] and evals[0]["eval/pairs"] == 12
+    assert 0 < evals[0]["eval/rewards/margins"] < evals[1]["eval/rewards/margins"]
+    assert result.eval_metrics["eval/rewards/accuracies"] >= 0.9
+
+
+@pytest.mark.slow
 def test_learning_reaches_heldout_reward_accuracy_on_one_edit_bug_pairs(models, tmp_path):
     data = write_jsonl(bug_pairs(200, seed=7), tmp_path / "bugs.jsonl")
     config = config_for(
@@ -191,7 +211,7 @@ def test_cli_train_reports_a_bad_row_by_file_and_line(models, tmp_path, capsys):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps({"prompt": "p", "chosen": "a", "rejected": ""}) + "\n")
     argv = ["train", "--model", str(models["policy"]), "--data", str(data), "--output", str(tmp_path / "o")]
-    assert focal_dpo_main([*argv, "--no-progress"]) == 1
+    assert focal_dpo_main([*argv, "--no-progress"]) == 2  # bad input
     assert "bad.jsonl:1: empty rejected completion" in capsys.readouterr().err
 
 
@@ -236,3 +256,65 @@ def test_building_the_command_line_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--mask" in out.stdout
+
+
+def test_reference_fingerprint_changes_when_any_single_weight_changes(models, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from focal_dpo.reference import weights_digest
+
+    copy = tmp_path / "ref"
+    shutil.copytree(models["other"], copy)
+    before = weights_digest(str(copy))
+    tensors = load_file(copy / "model.safetensors")
+    name = "model.layers.0.mlp.up_proj.weight"  # far from the file's first and last MiB
+    tensors[name][7, 5] += 1e-3
+    size = (copy / "model.safetensors").stat().st_size
+    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    assert (copy / "model.safetensors").stat().st_size == size
+    assert weights_digest(str(copy)) != before
+
+    # so a retrained reference at the same path never reuses stale reference log-probs
+    cache = tmp_path / "cache"
+    train(config_for(models, models_pairs(tmp_path), tmp_path / "a", max_steps=1, ref_model=str(copy),
+                     ref_cache=str(cache)))  # fmt: skip
+    tensors[name][7, 5] -= 1e-3
+    save_file(tensors, copy / "model.safetensors", metadata={"format": "pt"})
+    train(config_for(models, models_pairs(tmp_path), tmp_path / "b", max_steps=1, ref_model=str(copy),
+                     ref_cache=str(cache)))  # fmt: skip
+    assert len(list(cache.iterdir())) == 2
+
+
+def models_pairs(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    return path if path.exists() else write_jsonl(bug_pairs(8, seed=3), path)
+
+
+def test_sft_loss_is_the_chosen_nll_with_no_reference_pass(models, tmp_path):
+    data = tmp_path / "sft.jsonl"
+    rows = [{"prompt": r["prompt"], "chosen": r["chosen"]} for r in bug_pairs(16, seed=1)]
+    rows += [{"text": "def add(a, b):\n    return a + b\n"}] * 4  # bare texts: pre-training rows
+    write_jsonl(rows, data)
+    out = tmp_path / "sft"
+    # 16 train pairs in one micro-batch: step 1 sees all of them
+    config = config_for(models, data, out, loss="sft", max_steps=4, warmup_ratio=0.0, eval_fraction=0.2,
+                        batch_size=16, grad_accum=1)  # fmt: skip
+    result = train(config)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [m for m in lines if "loss" in m]
+    assert all(m["loss"] == m["nll_loss"] for m in steps) and "rewards/margins" not in steps[0]
+    assert steps[-1]["loss"] < steps[0]["loss"]
+    assert not (out / "ref_cache").exists()
+    assert result.eval_metrics["eval/pairs"] == 4 and math.isfinite(result.eval_metrics["eval/loss"])
+    # step 1's loss is the token-mean NLL of the train pairs' chosen completions under the initial model
+    pairs, _ = build_pairs(
+        load_rows(data), load_test_tokenizer(), sft=True, max_length=96, max_prompt_length=48
+    )
+    train_indices, _ = split_indices(len(pairs), 0.2, config.seed)
+    model = load_model(str(models["policy"]), torch.device("cpu"))
+    with torch.no_grad():
+        total = sum(
+            -naive_sequence_logps(model, pairs[i].prompt_ids, pairs[i].chosen_ids) for i in train_indices
+        )
+    count = sum(len(pairs[i].chosen_ids) for i in train_indices)
+    assert steps[0]["loss"] == pytest.approx(total / count, rel=1e-5)
