@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -129,7 +128,9 @@ def run_ours(workdir: Path, preset: dict, args: argparse.Namespace, mask: str, l
     from focal_dpo.config import TrainConfig
     from focal_dpo.train import train
 
-    extra = dict(lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_target_modules=LORA["targets"]) if lora else {}
+    extra = (
+        dict(lora_r=LORA["r"], lora_alpha=LORA["alpha"], lora_target_modules=LORA["targets"]) if lora else {}
+    )
     config = TrainConfig(
         model=str(workdir / "model"), data=str(workdir / "pairs.jsonl"),
         output=str(workdir / f"ours-{mask}-{'lora' if lora else 'full'}"), mask=mask, rpo_alpha=args.rpo_alpha,
@@ -140,7 +141,11 @@ def run_ours(workdir: Path, preset: dict, args: argparse.Namespace, mask: str, l
     )  # fmt: skip
     started = time.perf_counter()
     result = train(config)
-    return {"seconds": time.perf_counter() - started, "steps": result.steps, "final_loss": result.last_metrics["loss"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "steps": result.steps,
+        "final_loss": result.last_metrics["loss"],
+    }
 
 
 def run_trl(workdir: Path, preset: dict, args: argparse.Namespace, lora: bool) -> dict:
@@ -187,7 +192,11 @@ SIDES = {  # name: (runner, mask, lora)
 def worker(args: argparse.Namespace) -> None:
     preset, workdir = PRESETS[args.preset], Path(args.workdir)
     kind, mask, lora = SIDES[args.worker]
-    result = run_ours(workdir, preset, args, mask, lora) if kind == "ours" else run_trl(workdir, preset, args, lora)
+    result = (
+        run_ours(workdir, preset, args, mask, lora)
+        if kind == "ours"
+        else run_trl(workdir, preset, args, lora)
+    )
     result["peak_memory_mb"] = peak_memory_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -215,7 +224,9 @@ def training(args: argparse.Namespace) -> int:
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
             if proc.returncode or not lines:
-                print(f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                print(
+                    f"{side} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+                )
                 return 1
             r = results[side] = json.loads(lines[-1][len("RESULT ") :])
             r["tokens_per_s"] = tokens / r["seconds"]
@@ -300,7 +311,9 @@ def seven_b_shape() -> tuple[int, int, int]:
         model = AutoModelForCausalLM.from_config(qwen2_config(PRESETS["gpu-7b"], vocab=152_064))
     total = sum(p.numel() for p in model.parameters())
     head = model.get_output_embeddings()
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
+    linear = sum(
+        m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head
+    )
     peft_model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"],
                                                   target_modules=LORA["targets"], task_type="CAUSAL_LM"))  # fmt: skip
     adapter = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
@@ -320,7 +333,9 @@ def memory_table() -> dict[str, float]:
     total, linear, lora = seven_b_shape()
     rows["--param-dtype bf16 --lora-r 16"] = base + adapter * lora / total
     nf4 = measure_nf4_bytes()
-    rows["--load-in-4bit --lora-r 16"] = (nf4 * linear + base * (total - linear)) / total + adapter * lora / total
+    rows["--load-in-4bit --lora-r 16"] = (
+        nf4 * linear + base * (total - linear)
+    ) / total + adapter * lora / total
     print(f"measured: bf16 base {base:.3f} B/param, adapter {adapter:.2f} B/param, NF4 {nf4:.4f} B/weight; "
           f"7B shape: {total / 1e9:.2f}B params, {linear / total:.1%} in linear layers, LoRA r16 adapter "
           f"{lora / 1e6:.1f}M ({lora / total:.2%})")  # fmt: skip
@@ -347,13 +362,17 @@ def docs_table() -> dict[str, float]:
 def memory(args: argparse.Namespace) -> int:
     measured, documented = memory_table(), docs_table()
     failures = 0
-    print(f"{'options':45s} {'B/param':>8s} {'docs':>6s}   largest model at 24 / 80 / 141 GB ({HEADROOM:.0%} usable)")
+    print(
+        f"{'options':45s} {'B/param':>8s} {'docs':>6s}   largest model at 24 / 80 / 141 GB ({HEADROOM:.0%} usable)"
+    )
     for options, value in measured.items():
         doc = documented.get(options)
         ok = doc is not None and abs(doc - value) <= 0.02 * value + 0.005
         failures += not ok
         fits = " / ".join(largest_model(value, gb) for gb in (24, 80, 141))
-        print(f"{options:45s} {value:8.3f} {doc if doc is not None else '-':>6}   {fits}  {'ok' if ok else 'MISMATCH'}")
+        print(
+            f"{options:45s} {value:8.3f} {doc if doc is not None else '-':>6}   {fits}  {'ok' if ok else 'MISMATCH'}"
+        )
     return 1 if failures else 0
 
 
@@ -387,7 +406,9 @@ def tokenization(args: argparse.Namespace) -> int:
             started = time.perf_counter()
             way()
             times[name].append(time.perf_counter() - started)
-    print(f"tokenization of {len(rows)} pairs ({chars:.0f} characters each), best of 2 (load {os.getloadavg()[0]:.1f}):")
+    print(
+        f"tokenization of {len(rows)} pairs ({chars:.0f} characters each), best of 2 (load {os.getloadavg()[0]:.1f}):"
+    )
     base = min(times["per row"])
     for name, values in times.items():
         print(f"  {name:22s} {min(values):7.2f} s  {base / min(values):.2f}x")
@@ -402,7 +423,9 @@ def main() -> int:
     parser.add_argument("--learning-rate", type=float, default=5e-6)
     parser.add_argument("--rpo-alpha", type=float, default=0.0, help="ours; TRL runs plain sigmoid DPO")
     parser.add_argument("--logits-chunk", type=int, default=0, help="ours; 0: automatic")
-    parser.add_argument("--lora", action="store_true", help="add ours with LoRA against TRL with the same config")
+    parser.add_argument(
+        "--lora", action="store_true", help="add ours with LoRA against TRL with the same config"
+    )
     parser.add_argument("--only", choices=["training", "memory", "tokenization"], help="run one part only")
     parser.add_argument("--tokenize-pairs", type=int, default=20000)
     parser.add_argument("--worker", choices=sorted(SIDES), help=argparse.SUPPRESS)

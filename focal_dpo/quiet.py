@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
-# loggers that print on import whatever the run does (torchao's missing CUDA kernels, torch's pytree notices)
-NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+from codeflow.llm.transformers_backend import quiet_import_notices
 
 
 def quiet_libraries(progress: bool) -> None:
     """Silence import-time notices; with `progress` False also hide transformers', huggingface_hub's and
     datasets' bars ("Loading weights", "Writing model shards", downloads)."""
-    for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_import_notices()
     if progress:
         return
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"

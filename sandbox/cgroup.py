@@ -99,11 +99,11 @@ def remove_stale(parent: str) -> None:
     from sandbox.uids import UID_BASE, UID_LOCK_DIR
 
     try:
-        names = [n for n in os.listdir(parent) if n.startswith(PREFIX) and n[len(PREFIX):].isdigit()]
+        names = [n for n in os.listdir(parent) if n.startswith(PREFIX) and n[len(PREFIX) :].isdigit()]
     except OSError:
         return
     for name in names:
-        slot = (int(name[len(PREFIX):]) - UID_BASE) // 2
+        slot = (int(name[len(PREFIX) :]) - UID_BASE) // 2
         try:
             lock = os.open(os.path.join(UID_LOCK_DIR, f"pair-{slot}"), os.O_RDWR | os.O_CLOEXEC)
         except OSError:

@@ -9,6 +9,8 @@ line before a block:
 
     <!-- doccheck: skip REASON -->    the block is not run (say why: a GPU, a hub model, a measurement)
     <!-- doccheck: no-output -->      the commands are run and must succeed; their output is not compared
+    <!-- doccheck: setup COMMAND -->  COMMAND runs first (it must succeed), unseen: what the text around the
+                                      block says was done before it (a build, a server started elsewhere)
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ("examples", "tests", "benchmarks")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 FENCE = re.compile(r"^(`{3,})[\w+-]*\s*$")
-DIRECTIVE = re.compile(r"<!--\s*doccheck:\s*(skip|no-output)\b\s*(.*?)\s*-->")
+DIRECTIVE = re.compile(r"<!--\s*doccheck:\s*(skip|no-output|setup)\b\s*(.*?)\s*-->")
 
 
 @dataclass
@@ -41,6 +43,7 @@ class Session:
     commands: list[Command]
     skip: str | None = None  # the reason, when the block is not run
     compare: bool = True
+    setup: str | None = None  # a command run before the block, whose output is not shown
 
 
 def sessions(doc: Path) -> list[Session]:
@@ -67,6 +70,8 @@ def sessions(doc: Path) -> list[Session]:
         session = Session(doc, start + 1, commands)
         if directive and directive.group(1) == "skip":
             session.skip = directive.group(2) or "no reason given"
+        elif directive and directive.group(1) == "setup":
+            session.setup = directive.group(2)
         elif directive:
             session.compare = False
         found.append(session)

@@ -382,14 +382,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve a fake OpenAI-compatible endpoint on 127.0.0.1.")
     parser.add_argument("--port", type=int, default=8011)
     parser.add_argument("--reply", default="ok", help="the text of every answer")
+    parser.add_argument("--serve-for", type=float, default=None, metavar="S", help="stop after S seconds")
     args = parser.parse_args(argv)
     server = FakeOpenAIServer(default=answer(args.reply)).start(args.port)
     print(f"fake OpenAI-compatible server at {server.base_url} (Ctrl-C stops it)", flush=True)
+    deadline = time.monotonic() + (args.serve_for if args.serve_for is not None else float("inf"))
     try:
-        while True:
-            time.sleep(3600)
+        while time.monotonic() < deadline:
+            time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     except KeyboardInterrupt:
-        server.stop()
+        pass
+    server.stop()
     return 0
 
 

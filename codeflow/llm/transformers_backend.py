@@ -5,11 +5,25 @@ torch and transformers are imported when a backend is built, never when `codeflo
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from codeflow.llm.types import LLMResponse
+
+# loggers that print at import whatever the run does (torchao's missing CUDA kernels, torch's pytree notices);
+# transformers imports torchao when it is installed
+NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def quiet_import_notices() -> None:
+    """Silence the import-time notices of torch's optional libraries (set before they are imported)."""
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+quiet_import_notices()
 
 
 class ModelLoadError(ValueError):
