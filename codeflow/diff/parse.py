@@ -236,54 +236,60 @@ def _statements(root: Node, trivia: list[tuple[str, bytes]]) -> list[tuple[int, 
     """(kind id, depth, start byte, end byte, node) of each statement, in source order; comments and
     docstrings outside statements go to `trivia`."""
     found: list[tuple[int, int, int, int, Node]] = []
-    add, roles = found.append, _ROLES
-
-    def block(node: Node, depth: int, doc_owner: bool) -> None:
-        # a block's first statement is a docstring when it is a lone plain string and the block is a
-        # module's, a function's or a class's
-        first = True
-        for child in node.children:
-            kind = child.kind_id
-            role = roles[kind]
-            if role == _EXTRA:
-                if child.type == "comment":
-                    trivia.append(("comment", child.text))
-                continue
-            if first and doc_owner and kind == _EXPRESSION_STATEMENT and _is_docstring(child):
-                trivia.append(("docstring", child.text))
-                first = False
-                continue
-            first = False
-            if role == _COMPOUND:
-                compound(child, kind, depth)
-            elif kind == _DECORATED:
-                block(child, depth, False)  # its decorators, then the definition
-            else:  # a simple statement (or, in broken code, whatever stands in a statement's place)
-                add((kind, depth, child.start_byte, child.end_byte, child))
-
-    def compound(node: Node, kind: int, depth: int) -> None:
-        # the header runs up to its last leaf before the block; clauses (elif, except, ...) follow the block
-        header_end = -1
-        for child in node.children:
-            child_kind = child.kind_id
-            role = roles[child_kind]
-            if role == _EXTRA:
-                if child.type == "comment":
-                    trivia.append(("comment", child.text))
-            elif role == _BLOCK:
-                if header_end >= 0:
-                    add((kind, depth, node.start_byte, header_end, node))
-                    header_end = -2  # the header is in
-                block(child, depth + 1, kind in _DOC_OWNERS)
-            elif role == _COMPOUND and header_end == -2:
-                compound(child, child_kind, depth)
-            elif header_end != -2:
-                header_end = child.end_byte
-        if header_end >= 0:  # no block (only in broken code)
-            add((kind, depth, node.start_byte, header_end, node))
-
-    block(root, 0, True)
+    # module-level functions, not closures: two closures that call each other form a reference cycle, which
+    # would keep the nodes (and so the whole tree) alive until the garbage collector runs
+    _block_statements(root, 0, True, found, trivia)
     return found
+
+
+def _block_statements(
+    node: Node, depth: int, doc_owner: bool, found: list, trivia: list[tuple[str, bytes]]
+) -> None:
+    # a block's first statement is a docstring when it is a lone plain string and the block is a module's, a
+    # function's or a class's
+    first, roles, add = True, _ROLES, found.append
+    for child in node.children:
+        kind = child.kind_id
+        role = roles[kind]
+        if role == _EXTRA:
+            if child.type == "comment":
+                trivia.append(("comment", child.text))
+            continue
+        if first and doc_owner and kind == _EXPRESSION_STATEMENT and _is_docstring(child):
+            trivia.append(("docstring", child.text))
+            first = False
+            continue
+        first = False
+        if role == _COMPOUND:
+            _compound_statements(child, kind, depth, found, trivia)
+        elif kind == _DECORATED:
+            _block_statements(child, depth, False, found, trivia)  # its decorators, then the definition
+        else:  # a simple statement (or, in broken code, whatever stands in a statement's place)
+            add((kind, depth, child.start_byte, child.end_byte, child))
+
+
+def _compound_statements(
+    node: Node, kind: int, depth: int, found: list, trivia: list[tuple[str, bytes]]
+) -> None:
+    # the header runs up to its last leaf before the block; clauses (elif, except, ...) follow the block
+    header_end, roles = -1, _ROLES
+    for child in node.children:
+        child_kind = child.kind_id
+        role = roles[child_kind]
+        if role == _EXTRA:
+            if child.type == "comment":
+                trivia.append(("comment", child.text))
+        elif role == _BLOCK:
+            if header_end >= 0:
+                found.append((kind, depth, node.start_byte, header_end, node))
+                header_end = -2  # the header is in
+            _block_statements(child, depth + 1, kind in _DOC_OWNERS, found, trivia)
+        elif role == _COMPOUND and header_end == -2:
+            _compound_statements(child, child_kind, depth, found, trivia)
+        elif header_end != -2:
+            header_end = child.end_byte
+    if header_end >= 0:  # no block (only in broken code)
+        found.append((kind, depth, node.start_byte, header_end, node))
 
 
 def _roots(parsed: ParsedCode, statement: int) -> list[Node]:
