@@ -101,7 +101,7 @@ def match_code(before: ParsedCode, after: ParsedCode) -> LeafMatch:
 
     for equal, a0, a1, b0, b1 in blocks:
         if equal:  # equal statements have equal leaves: matched one to one where they were collected
-            for k in range(a1 - a0):
+            for k in {0, a1 - a0 - 1}:  # only the edges of an equal block are collected (the neighbours)
                 if a0 + k in ranges_a:
                     (s, e), (t, _) = ranges_a[a0 + k], ranges_b[b0 + k]
                     before_partner[s:e] = range(t, t + e - s)

@@ -128,6 +128,7 @@ class ParsedCode:
     statement_of: list[int] = field(default_factory=list)  # index into the statement lists
     nodes: list[Node] = field(default_factory=list)  # kept for `node` granularity and the rename check
     leaf_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)  # statement -> (first, end) leaf
+    edge_statements: set[int] = field(default_factory=set)  # statements of which only the edge leaves are in
     # comments and docstrings: (kind, text), compared to tell comment-only edits apart
     trivia: list[tuple[str, bytes]] = field(default_factory=list)
     # char offset of each line's first character; line_starts[0] == 0
@@ -152,7 +153,7 @@ class ParsedCode:
         """
         leaves: list[tuple[tuple[str, bytes, int], int, int, int, Node]] = []
         ranges: dict[int, tuple[int, int]] = {}
-        edges_only = edges_only or set()
+        edges_only = set(edges_only) if edges_only else set()
         for statement in statements:
             first = len(leaves)
             if statement in edges_only:
@@ -160,7 +161,7 @@ class ParsedCode:
             else:
                 _statement_leaves(self, statement, leaves, self.trivia)
             ranges[statement] = (first, len(leaves))
-        self.leaf_ranges = ranges
+        self.leaf_ranges, self.edge_statements = ranges, edges_only
         if not leaves:
             self.keys, self.starts, self.ends, self.statement_of, self.nodes = [], [], [], [], []
             return
@@ -178,6 +179,9 @@ class ParsedCode:
 
     def statement_leaf_spans(self, statement: int) -> list[tuple[int, int]]:
         """(start, end) in characters of every leaf of a statement, whether collected or not."""
+        if statement in self.leaf_ranges and statement not in self.edge_statements:
+            first, end = self.leaf_ranges[statement]
+            return list(zip(self.starts[first:end], self.ends[first:end], strict=True))
         leaves: list = []
         _statement_leaves(self, statement, leaves, [])
         spans = [(start, end) for _, start, end, _, _ in leaves]
