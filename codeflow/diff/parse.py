@@ -256,7 +256,7 @@ def _block_statements(
         kind = child.kind_id
         role = roles[kind]
         if role == _EXTRA:
-            if child.type == "comment":
+            if _NAMES[kind] == "comment":
                 trivia.append(("comment", child.text))
             continue
         if first and doc_owner and kind == _EXPRESSION_STATEMENT and _is_docstring(child):
@@ -281,7 +281,7 @@ def _compound_statements(
         child_kind = child.kind_id
         role = roles[child_kind]
         if role == _EXTRA:
-            if child.type == "comment":
+            if _NAMES[child_kind] == "comment":
                 trivia.append(("comment", child.text))
         elif role == _BLOCK:
             if header_end >= 0:
@@ -324,7 +324,7 @@ def _statement_leaves(parsed: ParsedCode, statement: int, leaves: list, trivia: 
                 if role == _OTHER or role == _BLOCK or role == _SIMPLE or role == _COMPOUND:
                     append(((names[kind], data[start:end], depth), start, end, statement, node))
                 elif role == _EXTRA:
-                    if node.type == "comment":
+                    if names[kind] == "comment":
                         trivia.append(("comment", data[start:end]))
                 else:  # the content of a string: one leaf per line when it spans lines, with its line break
                     cut, typ = start, names[kind]
@@ -378,8 +378,9 @@ def _is_docstring(statement: Node) -> bool:
     if statement.named_child_count != 1:
         return False
     string = statement.named_child(0)
-    if string is None or string.type not in _STRINGS:
+    name = _NAMES[string.kind_id] if string is not None else ""  # kind names by id: no str built per call
+    if name not in _STRINGS:
         return False
-    first = string if string.type == "string" else string.named_child(0)
+    first = string if name == "string" else string.named_child(0)
     prefix = first.child(0).text if first is not None and first.child_count else b""
     return prefix is not None and not any(c in prefix for c in b"fFbB")
