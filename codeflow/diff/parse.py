@@ -352,8 +352,10 @@ def _edge_leaves(parsed: ParsedCode, statement: int, leaves: list) -> None:
         leaf = node.descendant_for_byte_range(low, high)
         if leaf is None:
             continue
-        if leaf.parent is not None and _ROLES[leaf.parent.kind_id] == _ATOM:
-            leaf = leaf.parent  # an escape sequence inside a string's content: the content is the leaf
+        # an escape sequence inside a string's content: the content is the leaf. Only in broken code can a
+        # statement start or end inside a string's content, and `parent` is costly (a walk from the root)
+        if not parsed.parse_ok and leaf.parent is not None and _ROLES[leaf.parent.kind_id] == _ATOM:
+            leaf = leaf.parent
         leaf_start, leaf_end = leaf.start_byte, leaf.end_byte
         if _ROLES[leaf.kind_id] == _ATOM:  # the first or last line of a string's content
             if first:
