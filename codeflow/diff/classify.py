@@ -38,8 +38,7 @@ def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
     for tree in trees:
         _strip_docstrings(tree)
         _forget_string_prefixes(tree)
-    # without `maybe_layout` the ASTs differ (a changed identifier is in the AST): no need to compare them
-    if maybe_layout and same_tree(trees[0], trees[1]):
+    if same_tree(trees[0], trees[1]):
         return _non_code_kind(before, after)
     if maybe_rename:
         for tree in trees:
