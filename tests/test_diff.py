@@ -361,3 +361,55 @@ def test_package_docstring_example_holds():
 
     result = doctest.testmod(codeflow.diff)
     assert result.attempted >= 2 and result.failed == 0
+
+
+def test_same_tree_tells_apart_what_ast_dump_tells_apart():
+    import ast
+
+    from codeflow.diff.classify import same_tree
+
+    for a, b, same in [
+        ("x = 1", "x = 1.0", False),  # equal values, different reprs
+        ("x = 0.0", "x = -0.0", False),
+        ("f(a, b)", "f(a,\n  b)", True),  # layout only
+        ("f(a, b)", "f(b, a)", False),
+        ("f(a)", "f(a, *())", False),  # a list of another length
+        ("x = (1)", "x = 1", True),
+    ]:
+        trees = ast.parse(a), ast.parse(b)
+        assert (ast.dump(trees[0]) == ast.dump(trees[1])) == same, (a, b)
+        assert same_tree(*trees) == same, (a, b)
+
+
+def test_same_tree_compares_nesting_deeper_than_the_recursion_limit():
+    import ast
+    import sys
+
+    from codeflow.diff.classify import same_tree
+
+    depth = sys.getrecursionlimit() + 100
+    deep = ast.parse("x = 1")
+    deep.body[0].value = ast.Constant(value=1)
+    node = deep.body[0]
+    for _ in range(depth):  # x = -(-(...-(1)))
+        node.value = ast.UnaryOp(op=ast.USub(), operand=node.value)
+    other = ast.parse("x = 1")
+    assert not same_tree(deep, other)
+    assert same_tree(deep, deep)
+
+
+def test_diff_code_leaves_no_reference_cycles_behind():
+    """Nothing of a diff outlives it waiting for the garbage collector (a cycle through tree-sitter nodes
+    would keep both syntax trees in memory until the collector runs)."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        for granularity in ("statement", "node", "token", "line"):
+            diff_code(FIND, FIND.replace("item == target", "item is target"), granularity)
+            diff_code(FIND, FIND.replace("    return None\n", ""), granularity)
+        found = gc.collect()
+    finally:
+        gc.enable()
+    assert found == 0

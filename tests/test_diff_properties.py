@@ -176,3 +176,20 @@ def test_token_mask_of_tokens_in_text_order_matches_the_naive_test(pieces, raw_s
         spans.append((cursor + gap, cursor + gap + width))
         cursor += gap + width
     assert spans_to_token_mask(offsets, spans) == naive_mask(offsets, spans)
+
+
+@SETTINGS
+@given(program_pairs())
+def test_same_tree_agrees_with_comparing_ast_dumps(pair):
+    import ast
+
+    from codeflow.diff.classify import same_tree
+
+    trees = []
+    for text in pair:
+        try:
+            trees.append(ast.parse(text))
+        except SyntaxError:
+            return
+    assert same_tree(*trees) == (ast.dump(trees[0]) == ast.dump(trees[1]))
+    assert same_tree(trees[0], trees[0])

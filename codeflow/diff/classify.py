@@ -38,21 +38,42 @@ def classify(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> str:
     for tree in trees:
         _strip_docstrings(tree)
         _forget_string_prefixes(tree)
-    if ast.dump(trees[0]) == ast.dump(trees[1]):
+    if same_tree(trees[0], trees[1]):
         return _non_code_kind(before, after)
     if maybe_rename:
         for tree in trees:
             _LocalRenamer().visit(tree)
-        if ast.dump(trees[0]) == ast.dump(trees[1]):
+        if same_tree(trees[0], trees[1]):
             return RENAME_ONLY
     return SEMANTIC
+
+
+def same_tree(a: ast.AST, b: ast.AST) -> bool:
+    """`ast.dump(a) == ast.dump(b)` for parsed trees, without building the dumps: it stops at the first
+    difference. Like `ast.dump`, it compares node types and fields, and other values by `repr` (so `1` and
+    `1.0`, or `0.0` and `-0.0`, differ); attributes (line numbers) are left out. A stack, not recursion:
+    deeply nested expressions do not reach the recursion limit."""
+    stack: list[tuple[object, object]] = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, ast.AST):
+            stack.extend((getattr(x, name, None), getattr(y, name, None)) for name in x._fields)
+        elif isinstance(x, list):
+            if len(x) != len(y):  # type: ignore[arg-type]
+                return False
+            stack.extend(zip(x, y, strict=True))  # type: ignore[call-overload]
+        elif x is not y and repr(x) != repr(y):
+            return False
+    return True
 
 
 def _maybe_layout(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> bool:
     """Cheap necessary condition for equal ASTs: only layout leaves changed, the same numbers, and the same
     string text once the changed pieces are joined (implicit concatenation `"a " "b"` -> `"a b"`; a prefix
     `u"a"` -> `"a"` changes only the string's opening leaf). Escapes (`"\\x41"` -> `"A"`) are left to `ast`."""
-    numbers: list[list[object]] = [[], []]
+    numbers: list[list[bytes]] = [[], []]
     strings: list[list[bytes]] = [[], []]
     for side, (parsed, changed) in enumerate(((before, match.before_changed), (after, match.after_changed))):
         for i in changed:
@@ -60,11 +81,14 @@ def _maybe_layout(before: ParsedCode, after: ParsedCode, match: LeafMatch) -> bo
             if leaf_type not in _LAYOUT_LEAVES:
                 return False
             if leaf_type in ("integer", "float"):
-                numbers[side].append(_number(text))
+                numbers[side].append(text)
             elif leaf_type == "string_content":
                 strings[side].append(text)
-    if sorted(numbers[0], key=repr) != sorted(numbers[1], key=repr):
-        return False
+    # numbers are evaluated only when every changed leaf is a layout leaf and their spellings differ
+    if sorted(numbers[0]) != sorted(numbers[1]):
+        values = [sorted(map(_number, side), key=repr) for side in numbers]
+        if values[0] != values[1]:
+            return False
     joined = b"".join(strings[0]), b"".join(strings[1])
     return joined[0] == joined[1] or b"\\" in joined[0] or b"\\" in joined[1]
 

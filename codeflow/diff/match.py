@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from itertools import count
 
 from rapidfuzz.distance import Indel
 from rapidfuzz.process import cdist
@@ -55,9 +56,7 @@ def match_sequences(before: Sequence[Hashable], after: Sequence[Hashable]) -> Le
     """Items of `before` and `after` that are outside one longest common subsequence."""
     if len(before) == len(after) and list(before) == list(after):
         return LeafMatch([], [], list(range(len(before))), list(range(len(after))))
-    ids: dict[Hashable, int] = {}
-    a = [ids.setdefault(k, len(ids)) for k in before]
-    b = [ids.setdefault(k, len(ids)) for k in after]
+    a, b = _interned(before, after)
     before_partner = [-1] * len(a)
     after_partner = [-1] * len(b)
     _lcs_into(a, b, 0, 0, before_partner, after_partner)
@@ -75,9 +74,7 @@ def match_code(before: ParsedCode, after: ParsedCode) -> LeafMatch:
         before.collect_leaves([])
         after.collect_leaves([])
         return LeafMatch([], [], [], [])
-    statement_ids: dict[tuple[int, int, bytes], int] = {}
-    ua = [statement_ids.setdefault(k, len(statement_ids)) for k in keys_a]
-    ub = [statement_ids.setdefault(k, len(statement_ids)) for k in keys_b]
+    ua, ub = _interned(keys_a, keys_b)
     blocks = _stretches(Indel.opcodes(ua, ub).as_list())
     _slide(blocks, ua, ub, before.statement_depths, after.statement_depths)
 
@@ -92,8 +89,7 @@ def match_code(before: ParsedCode, after: ParsedCode) -> LeafMatch:
     before.collect_leaves(sorted(wanted_a | edges_a), edges_a - wanted_a)
     after.collect_leaves(sorted(wanted_b | edges_b), edges_b - wanted_b)
     ids: dict[tuple[str, bytes, int], int] = {}
-    a = [ids.setdefault(k, len(ids)) for k in before.keys]
-    b = [ids.setdefault(k, len(ids)) for k in after.keys]
+    a, b = _interned(before.keys, after.keys, ids)
     punctuation = {i for key, i in ids.items() if key[0] in PUNCTUATION}
     before_partner = [-1] * len(a)
     after_partner = [-1] * len(b)
@@ -101,7 +97,7 @@ def match_code(before: ParsedCode, after: ParsedCode) -> LeafMatch:
 
     for equal, a0, a1, b0, b1 in blocks:
         if equal:  # equal statements have equal leaves: matched one to one where they were collected
-            for k in range(a1 - a0):
+            for k in {0, a1 - a0 - 1}:  # only the edges of an equal block are collected (the neighbours)
                 if a0 + k in ranges_a:
                     (s, e), (t, _) = ranges_a[a0 + k], ranges_b[b0 + k]
                     before_partner[s:e] = range(t, t + e - s)
@@ -119,6 +115,19 @@ def match_code(before: ParsedCode, after: ParsedCode) -> LeafMatch:
                 after_partner,
             )
     return _leaf_match(before_partner, after_partner)
+
+
+def _interned(
+    before: Sequence[Hashable], after: Sequence[Hashable], ids: dict | None = None
+) -> tuple[list[int], list[int]]:
+    """Each key as a small int, equal ints for equal keys (`ids` gets the table).
+
+    The ints are not consecutive (a key seen before keeps its id, and its counter value is skipped): only
+    their equality matters, and `dict.setdefault` mapped over the keys with a counter runs in C.
+    """
+    ids = {} if ids is None else ids
+    counter = count()
+    return list(map(ids.setdefault, before, counter)), list(map(ids.setdefault, after, counter))
 
 
 def _match_stretch(

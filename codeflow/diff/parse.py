@@ -128,6 +128,7 @@ class ParsedCode:
     statement_of: list[int] = field(default_factory=list)  # index into the statement lists
     nodes: list[Node] = field(default_factory=list)  # kept for `node` granularity and the rename check
     leaf_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)  # statement -> (first, end) leaf
+    edge_statements: set[int] = field(default_factory=set)  # statements of which only the edge leaves are in
     # comments and docstrings: (kind, text), compared to tell comment-only edits apart
     trivia: list[tuple[str, bytes]] = field(default_factory=list)
     # char offset of each line's first character; line_starts[0] == 0
@@ -152,7 +153,7 @@ class ParsedCode:
         """
         leaves: list[tuple[tuple[str, bytes, int], int, int, int, Node]] = []
         ranges: dict[int, tuple[int, int]] = {}
-        edges_only = edges_only or set()
+        edges_only = set(edges_only) if edges_only else set()
         for statement in statements:
             first = len(leaves)
             if statement in edges_only:
@@ -160,7 +161,7 @@ class ParsedCode:
             else:
                 _statement_leaves(self, statement, leaves, self.trivia)
             ranges[statement] = (first, len(leaves))
-        self.leaf_ranges = ranges
+        self.leaf_ranges, self.edge_statements = ranges, edges_only
         if not leaves:
             self.keys, self.starts, self.ends, self.statement_of, self.nodes = [], [], [], [], []
             return
@@ -178,6 +179,9 @@ class ParsedCode:
 
     def statement_leaf_spans(self, statement: int) -> list[tuple[int, int]]:
         """(start, end) in characters of every leaf of a statement, whether collected or not."""
+        if statement in self.leaf_ranges and statement not in self.edge_statements:
+            first, end = self.leaf_ranges[statement]
+            return list(zip(self.starts[first:end], self.ends[first:end], strict=True))
         leaves: list = []
         _statement_leaves(self, statement, leaves, [])
         spans = [(start, end) for _, start, end, _, _ in leaves]
@@ -236,54 +240,60 @@ def _statements(root: Node, trivia: list[tuple[str, bytes]]) -> list[tuple[int, 
     """(kind id, depth, start byte, end byte, node) of each statement, in source order; comments and
     docstrings outside statements go to `trivia`."""
     found: list[tuple[int, int, int, int, Node]] = []
-    add, roles = found.append, _ROLES
-
-    def block(node: Node, depth: int, doc_owner: bool) -> None:
-        # a block's first statement is a docstring when it is a lone plain string and the block is a
-        # module's, a function's or a class's
-        first = True
-        for child in node.children:
-            kind = child.kind_id
-            role = roles[kind]
-            if role == _EXTRA:
-                if child.type == "comment":
-                    trivia.append(("comment", child.text))
-                continue
-            if first and doc_owner and kind == _EXPRESSION_STATEMENT and _is_docstring(child):
-                trivia.append(("docstring", child.text))
-                first = False
-                continue
-            first = False
-            if role == _COMPOUND:
-                compound(child, kind, depth)
-            elif kind == _DECORATED:
-                block(child, depth, False)  # its decorators, then the definition
-            else:  # a simple statement (or, in broken code, whatever stands in a statement's place)
-                add((kind, depth, child.start_byte, child.end_byte, child))
-
-    def compound(node: Node, kind: int, depth: int) -> None:
-        # the header runs up to its last leaf before the block; clauses (elif, except, ...) follow the block
-        header_end = -1
-        for child in node.children:
-            child_kind = child.kind_id
-            role = roles[child_kind]
-            if role == _EXTRA:
-                if child.type == "comment":
-                    trivia.append(("comment", child.text))
-            elif role == _BLOCK:
-                if header_end >= 0:
-                    add((kind, depth, node.start_byte, header_end, node))
-                    header_end = -2  # the header is in
-                block(child, depth + 1, kind in _DOC_OWNERS)
-            elif role == _COMPOUND and header_end == -2:
-                compound(child, child_kind, depth)
-            elif header_end != -2:
-                header_end = child.end_byte
-        if header_end >= 0:  # no block (only in broken code)
-            add((kind, depth, node.start_byte, header_end, node))
-
-    block(root, 0, True)
+    # module-level functions, not closures: two closures that call each other form a reference cycle, which
+    # would keep the nodes (and so the whole tree) alive until the garbage collector runs
+    _block_statements(root, 0, True, found, trivia)
     return found
+
+
+def _block_statements(
+    node: Node, depth: int, doc_owner: bool, found: list, trivia: list[tuple[str, bytes]]
+) -> None:
+    # a block's first statement is a docstring when it is a lone plain string and the block is a module's, a
+    # function's or a class's
+    first, roles, add = True, _ROLES, found.append
+    for child in node.children:
+        kind = child.kind_id
+        role = roles[kind]
+        if role == _EXTRA:
+            if _NAMES[kind] == "comment":
+                trivia.append(("comment", child.text))
+            continue
+        if first and doc_owner and kind == _EXPRESSION_STATEMENT and _is_docstring(child):
+            trivia.append(("docstring", child.text))
+            first = False
+            continue
+        first = False
+        if role == _COMPOUND:
+            _compound_statements(child, kind, depth, found, trivia)
+        elif kind == _DECORATED:
+            _block_statements(child, depth, False, found, trivia)  # its decorators, then the definition
+        else:  # a simple statement (or, in broken code, whatever stands in a statement's place)
+            add((kind, depth, child.start_byte, child.end_byte, child))
+
+
+def _compound_statements(
+    node: Node, kind: int, depth: int, found: list, trivia: list[tuple[str, bytes]]
+) -> None:
+    # the header runs up to its last leaf before the block; clauses (elif, except, ...) follow the block
+    header_end, roles = -1, _ROLES
+    for child in node.children:
+        child_kind = child.kind_id
+        role = roles[child_kind]
+        if role == _EXTRA:
+            if _NAMES[child_kind] == "comment":
+                trivia.append(("comment", child.text))
+        elif role == _BLOCK:
+            if header_end >= 0:
+                found.append((kind, depth, node.start_byte, header_end, node))
+                header_end = -2  # the header is in
+            _block_statements(child, depth + 1, kind in _DOC_OWNERS, found, trivia)
+        elif role == _COMPOUND and header_end == -2:
+            _compound_statements(child, child_kind, depth, found, trivia)
+        elif header_end != -2:
+            header_end = child.end_byte
+    if header_end >= 0:  # no block (only in broken code)
+        found.append((kind, depth, node.start_byte, header_end, node))
 
 
 def _roots(parsed: ParsedCode, statement: int) -> list[Node]:
@@ -314,7 +324,7 @@ def _statement_leaves(parsed: ParsedCode, statement: int, leaves: list, trivia: 
                 if role == _OTHER or role == _BLOCK or role == _SIMPLE or role == _COMPOUND:
                     append(((names[kind], data[start:end], depth), start, end, statement, node))
                 elif role == _EXTRA:
-                    if node.type == "comment":
+                    if names[kind] == "comment":
                         trivia.append(("comment", data[start:end]))
                 else:  # the content of a string: one leaf per line when it spans lines, with its line break
                     cut, typ = start, names[kind]
@@ -342,8 +352,10 @@ def _edge_leaves(parsed: ParsedCode, statement: int, leaves: list) -> None:
         leaf = node.descendant_for_byte_range(low, high)
         if leaf is None:
             continue
-        if leaf.parent is not None and _ROLES[leaf.parent.kind_id] == _ATOM:
-            leaf = leaf.parent  # an escape sequence inside a string's content: the content is the leaf
+        # an escape sequence inside a string's content: the content is the leaf. Only in broken code can a
+        # statement start or end inside a string's content, and `parent` is costly (a walk from the root)
+        if not parsed.parse_ok and leaf.parent is not None and _ROLES[leaf.parent.kind_id] == _ATOM:
+            leaf = leaf.parent
         leaf_start, leaf_end = leaf.start_byte, leaf.end_byte
         if _ROLES[leaf.kind_id] == _ATOM:  # the first or last line of a string's content
             if first:
@@ -368,8 +380,9 @@ def _is_docstring(statement: Node) -> bool:
     if statement.named_child_count != 1:
         return False
     string = statement.named_child(0)
-    if string is None or string.type not in _STRINGS:
+    name = _NAMES[string.kind_id] if string is not None else ""  # kind names by id: no str built per call
+    if name not in _STRINGS:
         return False
-    first = string if string.type == "string" else string.named_child(0)
+    first = string if name == "string" else string.named_child(0)
     prefix = first.child(0).text if first is not None and first.child_count else b""
     return prefix is not None and not any(c in prefix for c in b"fFbB")
