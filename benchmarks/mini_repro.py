@@ -12,10 +12,11 @@ One seeded command, resumable by stage: each stage writes its outputs into RUN_D
   3. build     RUN_DIR/build/{transformers,simulate}: `codeflow build` on the train split, once with the
                pretrained model itself (sampling, up to 5 refinements) and once with `--llm simulate`;
                `codeflow stats` of each; RUN_DIR/build/pairs.jsonl joins both sources' pairs.
-  4. grid      RUN_DIR/grid: each arm trained at seed 0 with each learning rate of --lrs, scored with
-               `focal-dpo eval` on the validation split; the best rate per arm is kept (never the held-out).
-  5. train     RUN_DIR/arms/ARM_sSEED: `focal-dpo train` of every arm from the same base, equal steps, at the
-               chosen rate, one run per seed.
+  4. grid      RUN_DIR/grid: each arm trained at the first seed with each learning rate of --lrs (into
+               RUN_DIR/arms), scored with `focal-dpo eval` on the validation split; the best rate per arm is
+               kept (the held-out split is never looked at to choose).
+  5. train     RUN_DIR/arms/ARM_lrLR_sSEED: `focal-dpo train` of every arm from the same base, equal steps,
+               at the chosen rate, one run per seed (the first seed's run is the grid's).
   6. eval      RUN_DIR/eval: `focal-dpo eval` (greedy pass@1) of the base and every arm x seed on the
                held-out split, `focal-dpo eval --compare` of DPO against Target-DPO, and the table
                (RUN_DIR/table.md, RUN_DIR/results.json) with a bootstrap 95% CI over problems.
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -62,14 +64,15 @@ class Settings:
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
-    pretrain_steps: int = 900
-    pretrain_batch: int = 32
+    pretrain_steps: int = 480
+    pretrain_batch: int = 16
     pretrain_lr: float = 3e-3
-    build_share: float = 0.25  # of pretraining examples in the build's prompt (system + tests shown)
+    # shares of pretraining batches in each of PROMPT_FORMATS: eval's, the build's first and refinement prompts
+    format_shares: list[float] = field(default_factory=lambda: [0.6, 0.25, 0.15])
     temperature: float = 0.8
     max_iterations: int = 5
-    max_new_tokens: int = 96
-    build_limit: int = 0  # 0: the whole train split goes to the transformers build
+    max_new_tokens: int = 64
+    build_limit: int = 200  # problems of the train split the transformers build gets (0: all)
     steps: int = 60
     batch_size: int = 8
     beta: float = 0.1
@@ -154,24 +157,70 @@ def stage_tasks(run: Path, s: Settings) -> dict:
 # ---- stage 2: pretraining
 
 
-def pretraining_texts(problem: dict, tokenizer, build_format: bool) -> tuple[str, str]:
-    """(prompt, answer) exactly as the toolkit sends and reads them.
+PROMPT_FORMATS = ("eval", "build", "refine")
+_LITERAL = re.compile(r"(?<![\w.])\d+|'[^']*'")
 
-    `focal-dpo eval --chat` and `focal-dpo train --chat-template` render the instruction as one user
-    message; `codeflow build` sends its system message and its generation prompt (tests shown). The answer
-    is the pairs' exported form, the code in one python fence; the trainer appends EOS.
+
+def wrong_version(problem: dict, rng: random.Random) -> tuple[str, str] | None:
+    """The reference solution with one constant changed, and the first test it fails; None if it passes."""
+    code = problem["solution"]
+    body_start = code.index("\n")  # constants of the body only, not of the signature
+    literals = list(_LITERAL.finditer(code, body_start))
+    if not literals:
+        return None
+    hit = rng.choice(literals)
+    if hit.group().startswith("'"):
+        other = "'" + "".join(rng.choice("abcdefghxyz") for _ in range(rng.randint(1, 3))) + "'"
+    else:
+        other = str(rng.randint(0, 40))
+    wrong = code[: hit.start()] + other + code[hit.end() :]
+    namespace: dict = {}
+    exec(wrong, namespace)  # our own template's code with one constant changed
+    for test in problem["tests"].splitlines():
+        try:
+            exec(test, namespace)
+        except AssertionError:
+            return wrong, test
+        except Exception:  # noqa: BLE001 - a crash is a different feedback; this version is not used
+            return None
+    return None
+
+
+def pretraining_texts(
+    problem: dict, tokenizer, prompt_format: str, rng: random.Random
+) -> tuple[str, str] | None:
+    """(prompt, answer) exactly as the toolkit sends and reads them, or None (no wrong version to fix).
+
+    eval: `focal-dpo eval --chat` and `focal-dpo train --chat-template` render the instruction as one user
+    message. build: `codeflow build`'s system message and generation prompt (tests shown). refine: its
+    refinement prompt for a wrong version (one constant changed) with the feedback an AssertionError gets.
+    The answer is the pairs' exported form, the code in one python fence; the trainer appends EOS.
     """
     from codeflow.pipeline.problems import parse_problem
-    from codeflow.pipeline.prompts import generation_messages
+    from codeflow.pipeline.prompts import feedback_text, generation_messages, refinement_messages
     from focal_dpo.tokenize import render_prompt
 
-    if build_format:
-        fields = ("id", "instruction", "tests", "test_style", "entry_point", "solution")
-        messages = generation_messages(parse_problem({k: problem[k] for k in fields}))
-        prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    answer = f"```python\n{problem['solution']}```"
+    if prompt_format == "eval":
+        return render_prompt(tokenizer, problem["instruction"]), answer
+    fields = ("id", "instruction", "tests", "test_style", "entry_point", "solution")
+    parsed = parse_problem({k: problem[k] for k in fields})
+    if prompt_format == "build":
+        messages = generation_messages(parsed)
     else:
-        prompt = render_prompt(tokenizer, problem["instruction"])
-    return prompt, f"```python\n{problem['solution']}```"
+        found = wrong_version(problem, rng)
+        if found is None:
+            return None
+        wrong, test = found
+        line = problem["tests"].splitlines().index(test) + 1
+        expression = test.removeprefix("assert ")
+        traceback = (
+            f'Traceback (most recent call last):\n  File "test_solution.py", line {line}, in <module>\n'
+            f"    {test}\n    {' ' * 7}{'^' * len(expression)}\nAssertionError"
+        )
+        feedback = feedback_text("code", "failed", "AssertionError", test, test, traceback)
+        messages = refinement_messages(parsed, wrong, problem["tests"], feedback)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), answer
 
 
 def answer_loss(model, input_ids, attention, labels):
@@ -209,14 +258,16 @@ def stage_pretrain(run: Path, s: Settings) -> dict:
     params = sum(p.numel() for p in model.parameters())
     problems = read_jsonl(run / "tasks" / "pretrain.jsonl")
     eos = tokenizer.eos_token_id
-    examples: dict[bool, list[tuple[list[int], list[int]]]] = {False: [], True: []}
-    for problem in problems:
-        for build_format in (False, True):
-            prompt, answer = pretraining_texts(problem, tokenizer, build_format)
-            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [eos]
-            examples[build_format].append((prompt_ids, answer_ids))
     rng = random.Random(s.seed)
+    examples: dict[str, list[tuple[list[int], list[int]]]] = {name: [] for name in PROMPT_FORMATS}
+    for problem in problems:
+        for prompt_format in PROMPT_FORMATS:
+            texts = pretraining_texts(problem, tokenizer, prompt_format, rng)
+            if texts is None:
+                continue
+            prompt_ids = tokenizer(texts[0], add_special_tokens=False)["input_ids"]
+            answer_ids = tokenizer(texts[1], add_special_tokens=False)["input_ids"] + [eos]
+            examples[prompt_format].append((prompt_ids, answer_ids))
     torch.manual_seed(s.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=s.pretrain_lr, weight_decay=0.01, betas=(0.9, 0.98))
     warmup = max(1, s.pretrain_steps // 20)
@@ -233,7 +284,8 @@ def stage_pretrain(run: Path, s: Settings) -> dict:
     with log_path.open("w") as log_file:
         for step in range(s.pretrain_steps):
             # One prompt format per batch, so rows of similar length share it (less padding).
-            batch = rng.sample(examples[rng.random() < s.build_share], s.pretrain_batch)
+            prompt_format = rng.choices(PROMPT_FORMATS, weights=s.format_shares)[0]
+            batch = rng.sample(examples[prompt_format], s.pretrain_batch)
             width = max(len(p) + len(a) for p, a in batch)
             input_ids = torch.full((len(batch), width), eos, dtype=torch.long)
             labels = torch.full((len(batch), width), -100, dtype=torch.long)
@@ -319,9 +371,16 @@ def stats_text(out: Path) -> str:
 # ---- stages 4-6: training and evaluation
 
 
-def train_arm(run: Path, s: Settings, arm: str, lr: float, seed: int, out: Path) -> None:
+def run_name(arm: str, lr: float, seed: int) -> str:
+    """One training run's folder name under RUN_DIR/arms (the grid's seed-0 runs are reused by stage 5)."""
+    return f"{arm.lower().replace('-', '_')}_lr{lr:g}_s{seed}"
+
+
+def train_arm(run: Path, s: Settings, arm: str, lr: float, seed: int) -> Path:
+    """`focal-dpo train` of one arm; returns its final model (skipped when that is already saved)."""
+    out = run / "arms" / run_name(arm, lr, seed)
     if (out / "final" / "config.json").is_file():
-        return
+        return out / "final"
     args = ["train", "--model", str(run / "base"), "--data", str(run / "build" / "pairs.jsonl"),
             "--output", str(out), *ARMS[arm], "--beta", str(s.beta), "--learning-rate", str(lr),
             "--max-steps", str(s.steps), "--batch-size", str(s.batch_size), "--seed", str(seed),
@@ -329,6 +388,7 @@ def train_arm(run: Path, s: Settings, arm: str, lr: float, seed: int, out: Path)
     if out.exists() and any(out.glob("checkpoint-*")):
         args.append("--resume")
     toolkit("focal-dpo", args, out.parent / f"{out.name}.log")
+    return out / "final"
 
 
 def evaluate(run: Path, s: Settings, model: Path, split: str, out: Path) -> dict:
@@ -342,10 +402,6 @@ def evaluate(run: Path, s: Settings, model: Path, split: str, out: Path) -> dict
     return json.loads(summary.read_text())
 
 
-def arm_dir(arm: str) -> str:
-    return arm.lower().replace("-", "_")
-
-
 def stage_grid(run: Path, s: Settings) -> dict:
     folder = run / "grid"
     if info := done(folder):
@@ -355,10 +411,9 @@ def stage_grid(run: Path, s: Settings) -> dict:
     for arm in ARMS:
         scores[arm] = {}
         for lr in s.lrs:
-            name = f"{arm_dir(arm)}_lr{lr:g}"
             if len(s.lrs) > 1:
-                train_arm(run, s, arm, lr, s.seeds[0], folder / name)
-                summary = evaluate(run, s, folder / name / "final", "validation", folder / "eval" / name)
+                model = train_arm(run, s, arm, lr, s.seeds[0])
+                summary = evaluate(run, s, model, "validation", folder / run_name(arm, lr, s.seeds[0]))
                 scores[arm][f"{lr:g}"] = summary["pass_at_k"]["pass@1"]
             else:  # one rate: nothing to choose, so no training is spent on it
                 scores[arm][f"{lr:g}"] = float("nan")
@@ -377,7 +432,7 @@ def stage_train(run: Path, s: Settings, chosen_lr: dict[str, float]) -> dict:
     for arm in ARMS:
         for seed in s.seeds:
             began = time.perf_counter()
-            train_arm(run, s, arm, chosen_lr[arm], seed, folder / f"{arm_dir(arm)}_s{seed}")
+            train_arm(run, s, arm, chosen_lr[arm], seed)
             log(f"train {arm} seed {seed}: {time.perf_counter() - began:.0f} s")
     info = {"seconds": round(time.perf_counter() - started, 1)}
     mark_done(folder, info)
@@ -400,7 +455,7 @@ def bootstrap_ci(values: list[float], resamples: int, seed: int) -> tuple[float,
     return means[int(0.025 * resamples)], means[min(resamples - 1, int(0.975 * resamples))]
 
 
-def stage_eval(run: Path, s: Settings) -> dict:
+def stage_eval(run: Path, s: Settings, chosen_lr: dict[str, float]) -> dict:
     folder = run / "eval"
     if info := done(folder):
         return info
@@ -410,7 +465,7 @@ def stage_eval(run: Path, s: Settings) -> dict:
     for arm in ARMS:
         runs[arm] = []
         for seed in s.seeds:
-            name = f"{arm_dir(arm)}_s{seed}"
+            name = run_name(arm, chosen_lr[arm], seed)
             evaluate(run, s, run / "arms" / name / "final", "heldout", folder / name)
             runs[arm].append((seed, folder / name))
         log(f"eval {arm}: done")
@@ -444,8 +499,8 @@ def stage_eval(run: Path, s: Settings) -> dict:
     compare_log = folder / "compare_dpo_vs_target_dpo.txt"
     if compare_log.exists():
         compare_log.unlink()
-    toolkit("focal-dpo", ["eval", "--compare", str(folder / "dpo_s0"), str(folder / "target_dpo_s0")],
-            compare_log)  # fmt: skip
+    first = {arm: folder / run_name(arm, chosen_lr[arm], s.seeds[0]) for arm in ("DPO", "Target-DPO")}
+    toolkit("focal-dpo", ["eval", "--compare", str(first["DPO"]), str(first["Target-DPO"])], compare_log)
     info = {"heldout_problems": len(tasks), "rows": rows, "paired": compare,
             "seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     mark_done(folder, info)
@@ -501,7 +556,7 @@ def parse_args(argv: list[str] | None) -> tuple[Path, Settings]:
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds per arm (default: 0 1 2)")
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates tried on validation")
     parser.add_argument("--steps", type=int, help="optimizer steps of every arm (default: 60)")
-    parser.add_argument("--pretrain-steps", type=int, help="steps of pretraining (default: 900)")
+    parser.add_argument("--pretrain-steps", type=int, help="steps of pretraining (default: 480)")
     args = parser.parse_args(argv)
     s = Settings(**SMOKE) if args.smoke else Settings()
     s.seed = args.seed
@@ -553,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             elif stage == "train":
                 stage_train(run, s, grid["chosen_lr"])
             else:
-                info = stage_eval(run, s)
+                info = stage_eval(run, s, grid["chosen_lr"])
             wall[stage] = round(time.perf_counter() - began, 1)
     except StageError as e:
         print(f"mini_repro: {e}", file=sys.stderr)

@@ -18,7 +18,7 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(900)
 def test_smoke_run_writes_every_stage_and_a_row_per_arm(tmp_path):
     run = tmp_path / "smoke"
     done = subprocess.run(
@@ -39,9 +39,9 @@ def test_smoke_run_writes_every_stage_and_a_row_per_arm(tmp_path):
     pairs = _jsonl(run / "build" / "pairs.jsonl")
     assert pairs and {"prompt", "chosen", "rejected", "rejected_spans"} <= set(pairs[0])
     for arm in mini_repro.ARMS:
-        name = mini_repro.arm_dir(arm)
-        assert (run / "arms" / f"{name}_s0" / "final" / "config.json").is_file(), arm
-        summary = json.loads((run / "eval" / f"{name}_s0" / "summary.json").read_text())
+        name = mini_repro.run_name(arm, 1e-4, 0)
+        assert (run / "arms" / name / "final" / "config.json").is_file(), arm
+        summary = json.loads((run / "eval" / name / "summary.json").read_text())
         assert summary["num_problems"] == 8
     results = json.loads((run / "results.json").read_text())
     assert [row["arm"] for row in results["rows"]] == ["base", *mini_repro.ARMS]
