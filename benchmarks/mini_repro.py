@@ -22,7 +22,7 @@ One seeded command, resumable by stage: each stage writes its outputs into RUN_D
                (RUN_DIR/table.md, RUN_DIR/results.json) with a bootstrap 95% CI over problems.
 
     python benchmarks/mini_repro.py runs/mini             # the full run (about an hour on 2 shared cores)
-    python benchmarks/mini_repro.py runs/smoke --smoke    # every stage, tiny sizes, a minute or so
+    python benchmarks/mini_repro.py runs/smoke --smoke    # every stage at tiny sizes, a few minutes
 """
 
 from __future__ import annotations
@@ -551,7 +551,7 @@ def load_settings(run: Path, s: Settings) -> Settings:
 def parse_args(argv: list[str] | None) -> tuple[Path, Settings]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="where every stage writes (resumed when it exists)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: every stage in about a minute")
+    parser.add_argument("--smoke", action="store_true", help="every stage at tiny sizes (a few minutes)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tasks, the base model and the build")
     parser.add_argument("--seeds", type=int, nargs="+", help="training seeds per arm (default: 0 1 2)")
     parser.add_argument("--lrs", type=float, nargs="+", help="learning rates tried on validation")
