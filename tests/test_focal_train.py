@@ -116,7 +116,7 @@ def test_reward_accuracy_on_held_out_pairs_rises_in_a_few_steps(models, tmp_path
     assert result.eval_metrics["eval/rewards/accuracies"] >= 0.9
 
 
-@pytest.mark.slow
+@pytest.mark.long
 def test_learning_reaches_heldout_reward_accuracy_on_one_edit_bug_pairs(models, tmp_path):
     data = write_jsonl(bug_pairs(200, seed=7), tmp_path / "bugs.jsonl")
     config = config_for(
